@@ -1,0 +1,39 @@
+"""Typed errors raised by the lmfn library. The CLI maps them to messages and exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class LMFNError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class ConfigError(LMFNError, ValueError):
+    """An invalid model configuration or variant name."""
+
+
+class WeightsError(LMFNError):
+    """A weights file that cannot be used: missing, corrupt, pickled, or not LMFN's."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class NoWeightsError(WeightsError):
+    """No weights were given and none are bundled or cached."""
+
+
+class ImageError(LMFNError):
+    """An input image that cannot be read, or an output that cannot be written."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path = None if path is None else Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class OutputExistsError(ImageError):
+    """The output file exists already and overwriting was not asked for."""
