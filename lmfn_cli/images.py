@@ -90,7 +90,9 @@ def write_image(path: str | Path, image: np.ndarray, *, overwrite: bool = False,
         raise ImageError(path, f"cannot write a {image.dtype} image of shape {image.shape}")
     if fmt == "JPEG" and pil.mode == "RGBA":
         raise ImageError(path, "JPEG cannot store an alpha channel; choose .png, .webp or .tiff")
-    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    options: dict = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if fmt == "JPEG":
+        options["subsampling"] = 0  # 4:4:4: keep the colour detail that deblurring restored
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
