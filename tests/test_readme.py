@@ -1,0 +1,32 @@
+"""README.md states commands and measured figures; these tests keep them true."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lmfn_cli.info import variant_infos
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def readme() -> str:
+    return (ROOT / "README.md").read_text()
+
+
+def test_readme_test_command_is_what_ci_runs(readme):
+    ci = (ROOT / ".ci" / "run").read_text().split("line for line", 1)[1].splitlines()[1:]
+    steps = [line.strip() for line in ci if line.strip() and not line.startswith("#")]
+    assert steps, "no steps after the marker in .ci/run"
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
+    assert [s.strip() for s in command.split("&&")[2:]] == steps
+
+
+def test_readme_parameter_tables_match_the_model(readme):
+    rows = re.findall(r"\| `(lmfn[\w-]*)` \| \**([\d.]+)M\** \| \**[\d.]+M\** \| \**([\d.]+)k\** \|", readme)
+    assert len(rows) == 10
+    measured = {r.name: r for r in variant_infos()}
+    for name, params, macs in rows:
+        assert f"{measured[name].params / 1e6:.3f}" == params, name
+        assert f"{measured[name].macs_per_pixel / 1e3:.1f}" == macs, name
