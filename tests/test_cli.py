@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -115,3 +116,11 @@ def test_real_subprocess_python_m(tmp_path, photos, tiny_weights):
     assert proc.stdout.strip() == str(out / "p0.png")
     assert proc.stderr == ""  # nothing but results on stdout, and no noise on stderr either
     assert np.asarray(read_image(out / "p0.png")).shape == (40, 60, 3)
+
+
+def test_installed_entry_point():
+    script = Path(sys.executable).parent / "lmfn"
+    if not script.exists():
+        pytest.skip("lmfn is not installed in this environment (CI installs it)")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "deblur" in proc.stdout
