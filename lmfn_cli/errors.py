@@ -13,26 +13,25 @@ class ConfigError(LMFNError, ValueError):
     """An invalid model configuration or variant name."""
 
 
-class WeightsError(LMFNError):
-    """A weights file that cannot be used: missing, corrupt, pickled, or not LMFN's."""
+class FileProblem(LMFNError):
+    """A problem with one file; ``str()`` is one line: ``PATH: problem``."""
 
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class WeightsError(FileProblem):
+    """A weights file that cannot be used: missing, corrupt, pickled, or not LMFN's."""
 
 
 class NoWeightsError(WeightsError):
     """No weights were given and none are bundled or cached."""
 
 
-class ImageError(LMFNError):
+class ImageError(FileProblem):
     """An input image that cannot be read, or an output that cannot be written."""
-
-    def __init__(self, path: str | Path | None, problem: str):
-        self.path = None if path is None else Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
 
 
 class OutputExistsError(ImageError):
