@@ -76,14 +76,15 @@ def _sniff(path: Path) -> None:
         raise WeightsError(path, "is a directory, not a weights file") from None
     except OSError as exc:
         raise WeightsError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if len(head) == 9 and head[8:9] == b"{":
+        return  # an 8-byte header length, then the JSON header: safetensors
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         raise WeightsError(
             path,
             "is a PyTorch pickle checkpoint; lmfn loads only .safetensors weights "
             "(unpickling can run arbitrary code)",
         )
-    if len(head) < 9 or head[8:9] != b"{":
-        raise WeightsError(path, "is not a safetensors file (empty, truncated or another format)")
+    raise WeightsError(path, "is not a safetensors file (empty, truncated or another format)")
 
 
 def read_weights(path: str | Path) -> tuple[LMFNConfig, dict[str, torch.Tensor], dict[str, str]]:
