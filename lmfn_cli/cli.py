@@ -136,6 +136,104 @@ def deblur(inputs: tuple[Path, ...], out_dir: Path, weights: Path | None, device
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--variant", default="lmfn", show_default=True, help="Model variant to train (see lmfn info).")
+@click.option("--global-residual/--no-global-residual", default=None, help="Add the input to the output (overrides the variant).")
+@click.option("--paired", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder: blur/ + sharp/ or GoPro's */blur + */sharp. Repeatable.")
+@click.option("--sharp", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder of sharp photos to blur on the fly. Repeatable.")
+@click.option("--kernels", type=click.Path(file_okay=False, exists=True), help="Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly blur.")
+@click.option("--val", type=click.Path(file_okay=False, exists=True), help="Paired folder for validation (e.g. made by lmfn synth).")
+@click.option("--val-crop", default=256, show_default=True, help="Centre crop of validation images (0: whole).")
+@click.option("--val-max", default=24, show_default=True, help="Use at most this many validation pairs (0: all).")
+@click.option("--loss", type=click.Choice(["mse", "l1", "charbonnier"]), default="mse", show_default=True)
+@click.option("--fft-weight", default=0.0, show_default=True, help="Weight of an L1 loss on the FFT of the error.")
+@click.option("--lr", default=1e-4, show_default=True)
+@click.option("--min-lr", default=1e-6, show_default=True, help="Final learning rate of the cosine schedule.")
+@click.option("--weight-decay", default=1e-4, show_default=True)
+@click.option("--schedule", type=click.Choice(["step", "cosine", "constant"]), default="step", show_default=True)
+@click.option("--step-size", default=500_000, show_default=True, help="Step schedule: divide lr by --gamma every this many steps.")
+@click.option("--gamma", default=0.1, show_default=True)
+@click.option("--warmup", default=0, show_default=True, help="Linear warm-up steps.")
+@click.option("--steps", type=int, default=None, help="Total steps of the run [default: 1000000].")
+@click.option("--batch", default=8, show_default=True)
+@click.option("--patch", default=128, show_default=True, help="Training crop size in pixels.")
+@click.option("--grad-clip", default=0.0, show_default=True, help="Clip the gradient norm (0: off).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--val-every", default=500, show_default=True)
+@click.option("--log-every", default=20, show_default=True)
+@click.option("--ckpt-minutes", default=5.0, show_default=True, help="Checkpoint at least this often.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where its checkpoint left off.")
+@click.option("--init", "init_weights", type=click.Path(dir_okay=False, exists=True), help="Start a new run from these weights.")
+@click.option("--max-minutes", type=float, default=None, help="Stop cleanly (with a checkpoint) after this wall time.")
+@click.option("--workers", default=0, show_default=True, help="Data loader processes (0: in the training process).")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (fp16) on CUDA; ignored on the CPU.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="At the end, write the best weights here (.safetensors).")
+@click.option("--export-fp16", is_flag=True, help="Store exported weights as fp16.")
+@device_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.pass_context
+def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool | None, resume: bool, init_weights: str | None,
+          max_minutes: float | None, workers: int, amp: bool, threads: int | None, export_path: Path | None,
+          export_fp16: bool, device: str, quiet: bool, **fields) -> None:
+    """Train LMFN on paired folders and/or sharp photos blurred on the fly.
+
+    The defaults are the paper's recipe (MSE, Adam 0.9/0.999, weight decay 1e-4, lr 1e-4 divided
+    by 10 every 500k steps). RUN_DIR gets checkpoint.pt (every few minutes), best.safetensors,
+    log.jsonl and curve.png. --resume continues exactly (the run's own config is used; --steps
+    may extend it). To export without training: --resume --max-minutes 0 --export FILE.
+
+    \b
+    Example:
+      lmfn synth photos/ -o pairs/ --seed 1 && lmfn synth val-photos/ -o val/ --seed 2
+      lmfn train runs/a --paired pairs/ --val val/ --max-minutes 60
+      lmfn train runs/a --resume --max-minutes 60 --export weights/lmfn-mine.safetensors
+    """
+    from .inference import resolve_device
+    from .train import TrainConfig, export_weights, train as run_training
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    steps = fields.pop("steps")
+    if resume:
+        explicit = [k for k in fields if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+        if explicit or global_residual is not None or ctx.get_parameter_source("variant") == click.core.ParameterSource.COMMANDLINE:
+            click.echo(f"lmfn: note: --resume uses the run's saved config; ignoring {', '.join(explicit) or 'model options'}", err=True)
+        cfg = None
+    else:
+        overrides = {} if global_residual is None else {"global_residual": global_residual}
+        fields["paired"], fields["sharp"] = tuple(fields["paired"]), tuple(fields["sharp"])
+        try:
+            cfg = TrainConfig.for_variant(variant, model_overrides=overrides, steps=steps or 1_000_000, **fields)
+        except LMFNError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    def progress(entry: dict) -> None:
+        if quiet:
+            return
+        if "loss" in entry:
+            click.echo(f"step {entry['step']:>8d}  loss {entry['loss']:.5f}  lr {entry['lr']:.2e}  {entry['elapsed']:.0f}s", err=True)
+        else:
+            click.echo(f"step {entry['step']:>8d}  val PSNR {entry['val_psnr']:.2f} dB (input {entry['val_input_psnr']:.2f})  SSIM {entry['val_ssim']:.4f}", err=True)
+
+    try:
+        state = run_training(cfg, run_dir, resume=resume, init_weights=init_weights, device=dev, max_minutes=max_minutes,
+                             steps=steps, workers=workers, amp=amp, on_log=progress)
+        click.echo(json.dumps({"run": str(run_dir), "step": state.step, "best": state.best}))
+        if export_path is not None:
+            written = export_weights(run_dir, export_path, fp16=export_fp16)
+            click.echo(str(written))
+    except LMFNError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+
+
 @main.command("info")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per variant instead of a table.")
 def info(as_json: bool) -> None:

@@ -1,0 +1,156 @@
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import TINY, natural_like
+from lmfn_cli import load_model, read_weights
+from lmfn_cli.cli import main
+from lmfn_cli.images import write_image
+from lmfn_cli.train import (
+    BatchSource,
+    PairedImages,
+    TrainConfig,
+    TrainError,
+    build_batches,
+    export_weights,
+    find_pairs,
+    learning_rate,
+    load_checkpoint,
+    tensors_sha256,
+    train,
+)
+
+
+def _box_blur(img: np.ndarray) -> np.ndarray:
+    k = 5
+    pad = np.pad(img.astype(np.float32), ((k // 2, k // 2), (0, 0), (0, 0)), mode="edge")
+    out = sum(pad[i : i + img.shape[0]] for i in range(k)) / k  # vertical motion blur
+    return np.rint(out).astype(np.uint8)
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    root = tmp_path / "pairs"
+    for i in range(4):
+        sharp = natural_like(72, 80, seed=i)
+        write_image(root / "sharp" / f"{i}.png", sharp)
+        write_image(root / "blur" / f"{i}.png", _box_blur(sharp))
+    return root
+
+
+def tiny_cfg(pairs_dir, **kw) -> TrainConfig:
+    base = dict(model=TINY, paired=(str(pairs_dir),), val=str(pairs_dir), val_crop=64, steps=8, batch=2,
+                patch=32, val_every=4, log_every=2, lr=1e-3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_runs_end_to_end_and_writes_its_files(tmp_path, pairs_dir):
+    run = tmp_path / "run"
+    state = train(tiny_cfg(pairs_dir), run)
+    assert state.step == 8
+    assert {"checkpoint.pt", "best.safetensors", "log.jsonl", "curve.png"} <= {p.name for p in run.iterdir()}
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "val_psnr" in e] == [0, 4, 8]
+    assert [e["step"] for e in log if "loss" in e] == [2, 4, 6, 8]
+    assert all(math.isfinite(e["loss"]) for e in log if "loss" in e)
+    assert Image.open(run / "curve.png").size == (900, 600)
+    assert load_model(run / "best.safetensors").config == TINY
+
+
+def test_resume_continues_exactly(tmp_path, pairs_dir):
+    cfg = tiny_cfg(pairs_dir, val=None)
+    train(cfg, tmp_path / "straight")
+    train(dataclasses.replace(cfg, steps=4), tmp_path / "split")
+    state = train(None, tmp_path / "split", resume=True, steps=8)
+    assert state.step == 8
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_new_run_never_replaces_an_old_one(tmp_path, pairs_dir):
+    cfg = tiny_cfg(pairs_dir, steps=2, val=None)
+    train(cfg, tmp_path / "run")
+    with pytest.raises(TrainError, match="--resume"):
+        train(cfg, tmp_path / "run")
+
+
+def test_max_minutes_zero_stops_before_training_with_a_checkpoint(tmp_path, pairs_dir):
+    state = train(tiny_cfg(pairs_dir, val=None), tmp_path / "run", max_minutes=0)
+    assert state.step == 0 and load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 0
+
+
+def test_batches_are_a_function_of_seed_and_step(pairs_dir):
+    cfg = tiny_cfg(pairs_dir)
+    source = build_batches(cfg)
+    b1, s1 = source[5]
+    b2, s2 = source[5]
+    assert torch.equal(b1, b2) and torch.equal(s1, s2)
+    assert b1.shape == (2, 3, 32, 32) and b1.dtype == torch.float32 and 0 <= b1.min() and b1.max() <= 1
+    assert not torch.equal(source[6][0], b1)
+    other = BatchSource(dataclasses.replace(cfg, seed=1), PairedImages(cfg.paired), None, [])
+    assert not torch.equal(other[5][0], b1)
+
+
+def test_export_records_config_summary_and_hash(tmp_path, pairs_dir):
+    run = tmp_path / "run"
+    train(tiny_cfg(pairs_dir), run)
+    path = export_weights(run, tmp_path / "out.safetensors", fp16=True)
+    cfg, tensors, meta = read_weights(path)
+    assert cfg == TINY
+    summary = json.loads(meta["training"])
+    assert summary["best_val"]["psnr"] > 0 and summary["loss"] == "mse"
+    model = load_model(path)
+    assert meta["tensors_sha256"] == tensors_sha256(model.half())
+
+
+def test_find_pairs_layouts(tmp_path):
+    for seq in ("GOPR0001", "GOPR0002"):
+        for kind in ("blur", "sharp", "blur_gamma"):
+            write_image(tmp_path / "gopro" / seq / kind / "000001.png", natural_like(8, 8))
+    write_image(tmp_path / "gopro" / "GOPR0002" / "sharp" / "000002.png", natural_like(8, 8))
+    pairs = find_pairs(tmp_path / "gopro")
+    assert [(b.parent.parent.name, b.parent.name, s.parent.name) for b, s in pairs] == [
+        ("GOPR0001", "blur", "sharp"), ("GOPR0002", "blur", "sharp")]
+    with pytest.raises(TrainError, match="no blur"):
+        find_pairs(tmp_path / "gopro" / "GOPR0001" / "sharp")
+
+
+def test_learning_rate_schedules():
+    step = TrainConfig(lr=1e-4, schedule="step", step_size=10, gamma=0.1)
+    assert learning_rate(step, 9) == pytest.approx(1e-4) and learning_rate(step, 10) == pytest.approx(1e-5)
+    cos = TrainConfig(lr=1e-3, min_lr=0.0, schedule="cosine", warmup=10, steps=110)
+    assert learning_rate(cos, 0) == pytest.approx(1e-4)
+    assert learning_rate(cos, 10) == pytest.approx(1e-3)
+    assert learning_rate(cos, 60) == pytest.approx(5e-4)
+    assert learning_rate(cos, 110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_paper_recipe_is_the_default():
+    cfg = TrainConfig()
+    assert (cfg.loss, cfg.lr, cfg.weight_decay, cfg.betas, cfg.schedule, cfg.step_size, cfg.gamma) == (
+        "mse", 1e-4, 1e-4, (0.9, 0.999), "step", 500_000, 0.1)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_cli_train_resume_and_export(tmp_path, pairs_dir):
+    run, out = tmp_path / "run", tmp_path / "w.safetensors"
+    common = ["--val-crop", "64", "--batch", "2", "--patch", "32", "--val-every", "2", "--variant", "lmfn-rfdb1"]
+    r = CliRunner().invoke(main, ["train", str(run), "--paired", str(pairs_dir), "--val", str(pairs_dir), "--steps", "2", *common])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["step"] == 2
+    r = CliRunner().invoke(main, ["train", str(run), "--resume", "--steps", "3", "--export", str(out)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == str(out)
+    assert load_model(out).config.num_blocks == 1
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "new"), "--steps", "2"])
+    assert r.exit_code == 1 and "no training data" in r.stderr
