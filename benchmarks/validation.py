@@ -15,17 +15,15 @@ change either and the figures are no longer comparable with the model card.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from lmfn_cli import load_model
 from lmfn_cli import synth
-from lmfn_cli.images import IMAGE_EXTENSIONS, write_image
+from lmfn_cli.images import IMAGE_EXTENSIONS
 from lmfn_cli.train import evaluate, load_val_set
 
 SEED = 20261124
@@ -48,15 +46,8 @@ def build_sets(shared: Path, cache: Path) -> dict[str, Path]:
         out[name] = folder
     folder = cache / f"gopro-heldout-seed{SEED}"
     if not (folder / "pairs.jsonl").exists():
-        rng = np.random.default_rng(SEED)
         frames = shared / "data" / "frames" / FRAMES
-        infos = []
-        for i, (blur, sharp, info) in enumerate(synth.frame_sequence_pairs(
-                frames, rng=rng, count=N_FRAME_PAIRS, start=HELD_OUT[0], stop=HELD_OUT[1])):
-            for kind, img in (("blur", blur), ("sharp", sharp)):
-                write_image(folder / kind / f"{i:03d}.png", np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8))
-            infos.append({"name": f"{i:03d}", **info})
-        (folder / "pairs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in infos))
+        synth.make_frame_pairs(frames, folder, seed=SEED, count=N_FRAME_PAIRS, start=HELD_OUT[0], stop=HELD_OUT[1])
     out["gopro-heldout"] = folder
     return out
 

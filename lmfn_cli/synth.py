@@ -82,6 +82,7 @@ __all__ = [
     "KernelBank",
     "synthesize_pair",
     "make_pairs",
+    "make_frame_pairs",
 ]
 
 SOURCES = ("trajectory", "usrnet", "gyro", "gyro_homography", "camera_path", "none")
@@ -1353,18 +1354,23 @@ def make_pairs(
     cfg: SynthConfig = SynthConfig(),
     bank: KernelBank | None = None,
     crop: int | None = None,
+    repeats: int = 1,
 ) -> list[dict]:
     """Write a dataset of pairs: ``out_dir/blur/NAME.png``, ``out_dir/sharp/NAME.png``, ``pairs.jsonl``.
 
     Image i is made with ``np.random.default_rng([seed, i])``, so each pair can be reproduced on
     its own. NAME is the input's file stem; PNGs are 8-bit, rounded. ``crop`` takes a centre
-    crop (overriding ``cfg.crop``, which would take a random one). ``pairs.jsonl`` gets one line
-    per pair as it is written (name, input, index, seed, source, params, ...).
+    crop (overriding ``cfg.crop``, which would take a random one). ``repeats`` > 1 makes that many
+    pairs per input (NAME-0, NAME-1, ..., each from ``default_rng([seed, i, r])``), typically
+    with random crops (``cfg.crop``) for training data. ``pairs.jsonl`` gets one line per pair
+    as it is written (name, input, index, seed, source, params, ...).
 
     Nothing is overwritten: if any output exists already, ``OutputExistsError`` is raised before
     anything is written. An unreadable input raises ``ImageError`` (pairs already written stay,
     with their lines). Returns the info dicts.
     """
+    if repeats < 1:
+        raise ConfigError(f"repeats must be >= 1, got {repeats}")
     paths = [Path(p) for p in sharp_paths]
     out_dir = Path(out_dir)
     names: dict[str, Path] = {}
@@ -1373,8 +1379,15 @@ def make_pairs(
         if name in names:
             raise ImageError(p, f"has the same name as {names[name]}; their outputs would collide")
         names[name] = p
+
+    def outputs(name: str) -> list[tuple[str, list[int]]]:
+        if repeats == 1:
+            return [(name, [])]
+        return [(f"{Path(name).stem}-{r}.png", [r]) for r in range(repeats)]
+
     jsonl = out_dir / "pairs.jsonl"
-    for target in [jsonl] + [out_dir / sub / n for n in names for sub in ("blur", "sharp")]:
+    targets = [out_dir / sub / n for name in names for n, _ in outputs(name) for sub in ("blur", "sharp")]
+    for target in [jsonl] + targets:
         if target.exists():
             raise OutputExistsError(target, "output exists already")
     if crop is not None:
@@ -1383,19 +1396,53 @@ def make_pairs(
     infos = []
     with jsonl.open("x", encoding="utf-8") as fh:  # "x": never replace one made meanwhile
         for i, (name, path) in enumerate(names.items()):
-            rng = np.random.default_rng([seed, i])
             image = _to_float_rgb(read_image(path), path)
-            try:
-                mode = "center" if crop else "random"
-                blurry, sharp, info = synthesize_pair(image, rng, cfg, bank, crop_mode=mode)
-            except ImageError as exc:
-                raise ImageError(path, exc.problem) from None
+            for out_name, extra in outputs(name):
+                rng = np.random.default_rng([seed, i, *extra])
+                try:
+                    mode = "center" if crop else "random"
+                    blurry, sharp, info = synthesize_pair(image, rng, cfg, bank, crop_mode=mode)
+                except ImageError as exc:
+                    raise ImageError(path, exc.problem) from None
+                write_image(out_dir / "blur" / out_name, _to_uint8(blurry))
+                write_image(out_dir / "sharp" / out_name, _to_uint8(sharp))
+                info = {"name": out_name, "input": str(path), "index": i, "seed": seed, **info}
+                fh.write(json.dumps(info, sort_keys=True) + "\n")
+                fh.flush()
+                infos.append(info)
+                log.debug("pair %s (%s)", out_name, info["source"])
+    log.info("wrote %d pairs to %s", len(infos), out_dir)
+    return infos
+
+
+def make_frame_pairs(
+    frames_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    count: int,
+    start: int | None = None,
+    stop: int | None = None,
+    crop: int | None = None,
+) -> list[dict]:
+    """Write ``count`` GoPro-style pairs (``frame_sequence_pairs``) as ``out_dir/{blur,sharp}/NNNN.png``
+    with ``pairs.jsonl``; all drawn from ``np.random.default_rng(seed)``. Never overwrites."""
+    out_dir = Path(out_dir)
+    jsonl = out_dir / "pairs.jsonl"
+    if jsonl.exists():
+        raise OutputExistsError(jsonl, "output exists already")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    infos = []
+    with jsonl.open("x", encoding="utf-8") as fh:
+        pairs = frame_sequence_pairs(frames_dir, rng=rng, count=count, start=start, stop=stop, crop=crop)
+        for i, (blurry, sharp, info) in enumerate(pairs):
+            name = f"{i:04d}.png"
             write_image(out_dir / "blur" / name, _to_uint8(blurry))
             write_image(out_dir / "sharp" / name, _to_uint8(sharp))
-            info = {"name": name, "input": str(path), "index": i, "seed": seed, **info}
+            info = {"name": name, "seed": seed, **info}
             fh.write(json.dumps(info, sort_keys=True) + "\n")
             fh.flush()
             infos.append(info)
-            log.debug("pair %d/%d: %s (%s)", i + 1, len(names), name, info["source"])
-    log.info("wrote %d pairs to %s", len(infos), out_dir)
+    log.info("wrote %d frame pairs to %s", len(infos), out_dir)
     return infos

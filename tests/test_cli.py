@@ -124,3 +124,17 @@ def test_installed_entry_point():
         pytest.skip("lmfn is not installed in this environment (CI installs it)")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "deblur" in proc.stdout
+
+
+def test_synth_command_writes_pairs_and_refuses_to_overwrite(runner, photos, tmp_path):
+    out = tmp_path / "pairs"
+    args = ["synth", str(photos), "-o", str(out), "--seed", "5", "--crop", "24", "--crop-mode", "random", "--repeats", "2", "--max-blur", "9"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"4 pairs in {out}"
+    assert sorted(p.name for p in (out / "blur").iterdir()) == ["p0-0.png", "p0-1.png", "p1-0.png", "p1-1.png"]
+    infos = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+    assert all(i.get("params", {}).get("extent_px", 0) <= 9 for i in infos)
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "exists already" in result.stderr
+    assert runner.invoke(main, ["synth", "-o", str(out), "--seed", "1"]).exit_code == 2

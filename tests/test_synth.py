@@ -556,3 +556,31 @@ def test_real_bank_mixture_on_a_real_photo():
         blurry, sharp, info = synthesize_pair(img, np.random.default_rng(0), cfg, bank)
         assert info["source"] == source and blurry.shape == (96, 96, 3)
         assert grad_energy(blurry) < grad_energy(sharp)
+
+
+def test_make_pairs_repeats_give_distinct_random_crops(tmp_path):
+    a = write_image(tmp_path / "x" / "a.png", natural_like(H, W, 1))
+    cfg = dataclasses.replace(SynthConfig(), crop=24)
+    infos = make_pairs([a], tmp_path / "out", seed=3, cfg=cfg, repeats=3)
+    assert [i["name"] for i in infos] == ["a-0.png", "a-1.png", "a-2.png"]
+    assert len({tuple(i["crop"]) for i in infos}) > 1
+    assert read_image(tmp_path / "out" / "blur" / "a-2.png").shape == (24, 24, 3)
+    again = make_pairs([a], tmp_path / "again", seed=3, cfg=cfg, repeats=3)
+    assert again == infos
+    with pytest.raises(ConfigError):
+        make_pairs([a], tmp_path / "none", seed=3, repeats=0)
+
+
+def test_make_frame_pairs_from_a_video_folder(tmp_path):
+    from lmfn_cli.synth import make_frame_pairs
+
+    for i in range(12):
+        write_image(tmp_path / "frames" / f"{i:06d}.png", natural_like(32, 40, seed=i))
+    infos = make_frame_pairs(tmp_path / "frames", tmp_path / "out", seed=1, count=3, start=2, stop=11)
+    assert [i["name"] for i in infos] == ["0000.png", "0001.png", "0002.png"]
+    for info in infos:
+        first, n = info["params"]["first"], info["params"]["nframes"]
+        assert 2 <= first and first + n <= 11 and n % 2 == 1
+    assert read_image(tmp_path / "out" / "sharp" / "0001.png").shape == (32, 40, 3)
+    with pytest.raises(OutputExistsError):
+        make_frame_pairs(tmp_path / "frames", tmp_path / "out", seed=1, count=3)

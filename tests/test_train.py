@@ -154,3 +154,13 @@ def test_cli_train_resume_and_export(tmp_path, pairs_dir):
     assert load_model(out).config.num_blocks == 1
     r = CliRunner().invoke(main, ["train", str(tmp_path / "new"), "--steps", "2"])
     assert r.exit_code == 1 and "no training data" in r.stderr
+
+
+def test_sharp_photos_are_blurred_on_the_fly_reproducibly(tmp_path, pairs_dir):
+    cfg = tiny_cfg(pairs_dir, paired=(), sharp=(str(pairs_dir / "sharp"),), val=None, steps=3, patch=40)
+    source = build_batches(cfg)
+    blur, sharp = source[1]
+    assert blur.shape == sharp.shape == (2, 3, 40, 40)
+    assert not torch.equal(blur, sharp)
+    assert torch.equal(source[1][0], blur)
+    assert train(cfg, tmp_path / "run", workers=1).step == 3
