@@ -159,6 +159,7 @@ def deblur(inputs: tuple[Path, ...], out_dir: Path, weights: Path | None, device
 @click.option("--steps", type=int, default=None, help="Total steps of the run [default: 1000000].")
 @click.option("--batch", default=8, show_default=True)
 @click.option("--patch", default=128, show_default=True, help="Training crop size in pixels.")
+@click.option("--augment/--no-augment", default=True, show_default=True, help="Random flips and 90-degree rotations.")
 @click.option("--grad-clip", default=0.0, show_default=True, help="Clip the gradient norm (0: off).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--val-every", default=500, show_default=True)
