@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import from_dict
 from .errors import ConfigError
 
 __all__ = [
@@ -102,11 +103,7 @@ class LMFNConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LMFNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown LMFN config fields: {', '.join(unknown)}")
-        return cls(**data)
+        return from_dict(cls, data, "LMFN config")
 
     @classmethod
     def from_json(cls, text: str) -> "LMFNConfig":

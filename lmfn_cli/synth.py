@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .config import from_dict
 from .errors import ConfigError, FileProblem, ImageError, OutputExistsError
 from .images import IMAGE_EXTENSIONS, read_image, write_image
 
@@ -1131,11 +1132,7 @@ class SynthConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SynthConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown synth config fields: {', '.join(unknown)}")
-        return cls(**data)
+        return from_dict(cls, data, "synth config")
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
+from .config import from_dict
 from .errors import LMFNError
 from .images import IMAGE_EXTENSIONS, read_image
 from .metrics import psnr, ssim
@@ -123,11 +124,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise TrainError(f"unknown training config fields: {', '.join(unknown)}")
-        return cls(**data)
+        return from_dict(cls, data, "training config")
 
     @classmethod
     def for_variant(cls, variant: str, **fields) -> "TrainConfig":
