@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable, Literal, Mapping
 
 import numpy as np
 import torch
@@ -374,13 +374,14 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def tensors_sha256(model: torch.nn.Module) -> str:
-    """SHA-256 over the state dict (names, dtypes, shapes and bytes, in name order)."""
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over tensors (names, dtypes, shapes and bytes, in name order), e.g. a weights
+    file's contents as stored: ``tensors_sha256(safetensors.torch.load_file(path))``."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in sorted(tensors.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -398,9 +399,10 @@ def export_weights(run_dir: str | Path, dest: str | Path, *, which: Literal["bes
     else:
         model.load_state_dict(ckpt["model"])
         summary = _summary(cfg, ckpt["step"], ckpt.get("best", {}), ckpt.get("elapsed", 0.0), "last")
-    model_half = model.half() if fp16 else model
-    meta = {"training": json.dumps(summary), "tensors_sha256": tensors_sha256(model_half)}
-    return save_weights(model.float(), dest, variant=cfg.variant, metadata=meta, dtype=torch.float16 if fp16 else torch.float32)
+    dtype = torch.float16 if fp16 else torch.float32
+    stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    meta = {"training": json.dumps(summary), "tensors_sha256": tensors_sha256(stored)}
+    return save_weights(model, dest, variant=cfg.variant, metadata=meta, dtype=dtype)
 
 
 def _summary(cfg: TrainConfig, step: int, best: dict, elapsed: float, which: str) -> dict:
