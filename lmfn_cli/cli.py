@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
+import threading
 from dataclasses import asdict
 from pathlib import Path
 
@@ -225,9 +227,19 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
         else:
             click.echo(f"step {entry['step']:>8d}  val PSNR {entry['val_psnr']:.2f} dB (input {entry['val_input_psnr']:.2f})  SSIM {entry['val_ssim']:.4f}", err=True)
 
+    # Ctrl-C or SIGTERM (a cluster's time limit): finish the step, checkpoint, exit cleanly.
+    stop = threading.Event()
+
+    def ask_to_stop(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        click.echo("lmfn: stopping after this step (again to abort without a checkpoint)", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         state = run_training(cfg, run_dir, resume=resume, init_weights=init_weights, device=dev, max_minutes=max_minutes,
-                             steps=steps, workers=workers, amp=amp, on_log=progress)
+                             steps=steps, workers=workers, amp=amp, on_log=progress, should_stop=stop.is_set)
         click.echo(json.dumps({"run": str(run_dir), "step": state.step, "best": state.best}))
         if export_path is not None:
             written = export_weights(run_dir, export_path, fp16=export_fp16)

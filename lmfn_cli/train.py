@@ -448,12 +448,14 @@ def train(
     workers: int = 0,
     amp: bool = False,
     on_log: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunState:
     """Train (or continue training) the run in ``run_dir``; returns where it stopped.
 
     ``resume``: continue from ``run_dir/checkpoint.pt`` with its config (``steps`` may raise
     the total). ``init_weights``: start a new run from a weights file (fine-tuning).
-    ``max_minutes`` stops the session cleanly (with a checkpoint) after that wall time.
+    ``max_minutes`` stops the session cleanly (with a checkpoint) after that wall time;
+    ``should_stop`` is asked between steps (e.g. set by a signal handler) and stops it the same way.
     """
     run_dir = Path(run_dir)
     device = torch.device(device)
@@ -551,7 +553,8 @@ def train(
     loss_sum, loss_n = 0.0, 0
     stopped_early = False
     for blur, sharp in loader:
-        if max_minutes is not None and time.monotonic() - run_start >= max_minutes * 60:
+        out_of_time = max_minutes is not None and time.monotonic() - run_start >= max_minutes * 60
+        if out_of_time or (should_stop is not None and should_stop()):
             stopped_early = True
             break
         lr = learning_rate(cfg, state.step)
@@ -588,7 +591,7 @@ def train(
     state.elapsed += now - session_start
     checkpoint()
     plot_curve(log_path, run_dir / "curve.png")
-    log.info("stopped at step %d%s", state.step, " (time limit)" if stopped_early else "")
+    log.info("stopped at step %d%s", state.step, " (asked to stop)" if stopped_early else "")
     return state
 
 

@@ -165,3 +165,35 @@ def test_sharp_photos_are_blurred_on_the_fly_reproducibly(tmp_path, pairs_dir):
     assert not torch.equal(blur, sharp)
     assert torch.equal(source[1][0], blur)
     assert train(cfg, tmp_path / "run", workers=1).step == 3
+
+
+def test_should_stop_ends_the_run_cleanly_with_a_checkpoint(tmp_path, pairs_dir):
+    calls = iter(range(100))
+    state = train(tiny_cfg(pairs_dir, val=None), tmp_path / "run", should_stop=lambda: next(calls) >= 3)
+    assert state.step == 3
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 3
+    assert train(None, tmp_path / "run", resume=True).step == 8
+
+
+def test_sigterm_stops_the_cli_cleanly(tmp_path, pairs_dir):
+    import os
+    import signal as sig
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lmfn_cli", "train", str(run), "--paired", str(pairs_dir), "--variant", "lmfn-rfdb1",
+         "--batch", "1", "--patch", "32", "--steps", "100000", "--log-every", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "log.jsonl").exists():
+        time.sleep(0.2)
+    os.kill(proc.pid, sig.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    step = json.loads(out)["step"]
+    assert 0 < step < 100000
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == step
