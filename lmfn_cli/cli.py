@@ -175,12 +175,13 @@ def deblur(inputs: tuple[Path, ...], out_dir: Path, weights: Path | None, device
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="At the end, write the best weights here (.safetensors).")
 @click.option("--export-fp16", is_flag=True, help="Store exported weights as fp16.")
+@click.option("--export-which", type=click.Choice(["best", "last"]), default="best", show_default=True, help="Export the best-validating or the latest weights.")
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool | None, resume: bool, init_weights: str | None,
           max_minutes: float | None, workers: int, amp: bool, threads: int | None, export_path: Path | None,
-          export_fp16: bool, device: str, quiet: bool, **fields) -> None:
+          export_fp16: bool, export_which: str, device: str, quiet: bool, **fields) -> None:
     """Train LMFN on paired folders and/or sharp photos blurred on the fly.
 
     The defaults are the paper's recipe (MSE, Adam 0.9/0.999, weight decay 1e-4, lr 1e-4 divided
@@ -242,7 +243,7 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
                              steps=steps, workers=workers, amp=amp, on_log=progress, should_stop=stop.is_set)
         click.echo(json.dumps({"run": str(run_dir), "step": state.step, "best": state.best}))
         if export_path is not None:
-            written = export_weights(run_dir, export_path, fp16=export_fp16)
+            written = export_weights(run_dir, export_path, which=export_which, fp16=export_fp16)
             click.echo(str(written))
     except LMFNError as exc:
         raise fail(str(exc), EXIT_FAILED) from None

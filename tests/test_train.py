@@ -149,7 +149,7 @@ def test_cli_train_resume_and_export(tmp_path, pairs_dir):
     r = CliRunner().invoke(main, ["train", str(run), "--paired", str(pairs_dir), "--val", str(pairs_dir), "--steps", "2", *common])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["step"] == 2
-    r = CliRunner().invoke(main, ["train", str(run), "--resume", "--steps", "3", "--export", str(out)])
+    r = CliRunner().invoke(main, ["train", str(run), "--resume", "--steps", "3", "--export", str(out), "--export-which", "last"])
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1] == str(out)
     assert load_model(out).config.num_blocks == 1
