@@ -7,14 +7,13 @@ file beside the target, then a rename, so an interrupted run leaves no partial i
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, OutputExistsError
+from .files import atomic_path
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "write_image"]
 
@@ -94,15 +93,9 @@ def write_image(path: str | Path, image: np.ndarray, *, overwrite: bool = False,
     if fmt == "JPEG":
         options["subsampling"] = 0  # 4:4:4: keep the colour detail that deblurring restored
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            pil.save(fh, format=fmt, **options)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ImageError(path, f"cannot write ({exc})") from exc
-        raise
+        with atomic_path(path) as tmp:
+            pil.save(tmp, format=fmt, **options)
+    except OSError as exc:
+        raise ImageError(path, f"cannot write ({exc})") from exc
     return path

@@ -22,8 +22,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import __version__
 from .config import from_dict
 from .errors import LMFNError
+from .files import atomic_path
 from .images import IMAGE_EXTENSIONS, read_image
 from .metrics import psnr, ssim
 from .model import LMFN, LMFNConfig, variant_config
@@ -350,14 +349,8 @@ def evaluate(model: LMFN, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[st
 
 
 def _atomic_torch_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path: str | Path) -> dict:

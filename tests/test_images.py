@@ -96,3 +96,15 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     with pytest.raises(ImageError, match="alpha"):
         write_image(tmp_path / "a.jpg", rgba)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = write_image(tmp_path / "a.png", natural_like(8, 8))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
