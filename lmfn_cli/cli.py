@@ -247,6 +247,9 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
             click.echo(str(written))
     except LMFNError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @main.command()
