@@ -830,7 +830,7 @@ def blur_with_homographies(linear_img: np.ndarray, homographies: np.ndarray) -> 
 
 
 def _to_float_rgb(img: np.ndarray, path: Path | None = None) -> np.ndarray:
-    """uint8/uint16/float, RGB/RGBA/gray -> float32 (H,W,3) in [0,1] (alpha dropped)."""
+    """uint8/uint16/float, RGB/RGBA/gray/gray+alpha -> float32 (H,W,3) in [0,1] (alpha dropped)."""
     img = np.asarray(img)
     if img.dtype == np.uint8:
         img = img.astype(np.float32) / 255
@@ -842,8 +842,8 @@ def _to_float_rgb(img: np.ndarray, path: Path | None = None) -> np.ndarray:
         raise ImageError(path, f"unsupported pixel type {img.dtype}")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = np.repeat(img, 3, axis=2)
+    elif img.ndim == 3 and img.shape[2] in (1, 2):
+        img = np.repeat(img[:, :, :1], 3, axis=2)
     elif img.ndim == 3 and img.shape[2] == 4:
         img = img[:, :, :3]
     elif not (img.ndim == 3 and img.shape[2] == 3):

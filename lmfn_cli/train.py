@@ -177,6 +177,8 @@ def _rgb8(path: Path) -> np.ndarray:
     img = read_image(path)
     if img.dtype != np.uint8:
         img = np.rint(img / 257.0).astype(np.uint8)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha: drop alpha
+        img = img[..., 0]
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     return np.array(img[..., :3])  # a writable, contiguous copy
