@@ -1,19 +1,28 @@
-"""Turning command-line inputs into (input, output) pairs, and deblurring one file."""
+"""From command-line inputs to jobs, and deblurring one job: read, restore, write atomically.
+
+Inputs are files, folders (their images; ``recursive`` walks sub-folders and keeps the
+structure under the output folder) and glob patterns (expanded here, so quoted patterns work
+on every shell, ``**`` included). Hidden files are skipped in folders.
+"""
 
 from __future__ import annotations
 
+import glob
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError
-from .images import IMAGE_EXTENSIONS, read_image, write_image
-from .inference import deblur
+from .errors import ImageError, OutputExistsError
+from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
+from .inference import restore
 from .model import LMFN
+from .tiling import DEFAULT_OVERLAP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "plan_jobs", "deblur_file"]
+__all__ = ["Job", "Record", "Settings", "deblur_file", "deblur_picture", "plan_jobs"]
 
 
 @dataclass(frozen=True)
@@ -22,46 +31,137 @@ class Job:
     dst: Path
 
 
-def plan_jobs(inputs: list[Path], out_dir: Path) -> tuple[list[Job], list[ImageError]]:
-    """Files are taken as given; a directory contributes its image files (sorted, not recursive).
+@dataclass(frozen=True)
+class Settings:
+    """How each image is run and written (one object per batch)."""
 
-    Each output is ``out_dir / <input name>``. Returns the jobs and the problems found
-    (missing inputs, two inputs with one output name, an output that is its input).
-    """
-    jobs: list[Job] = []
-    problems: list[ImageError] = []
-    seen: dict[Path, Path] = {}
-    for item in inputs:
-        if item.is_dir():
-            files = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-            if not files:
-                problems.append(ImageError(item, "directory holds no images"))
-        elif item.exists():
-            files = [item]
-        else:
-            problems.append(ImageError(item, "no such file or directory"))
+    tile: int | None = None  # None: auto from free memory; 0: whole image
+    overlap: int = DEFAULT_OVERLAP
+    precision: str = "auto"
+    quality: int = 95
+    strip_metadata: bool = False
+    overwrite: bool = False
+    skip_existing: bool = False
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+
+@dataclass(frozen=True)
+class Record:
+    """What happened to one input; one ``--json`` line. ``status``: ok, skipped or failed."""
+
+    input: str
+    output: str | None
+    status: str
+    size: tuple[int, int] | None = None  # (width, height)
+    seconds: float | None = None
+    tile: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    error: str | None = None
+
+
+def _has_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+    walk = folder.rglob("*") if recursive else folder.iterdir()
+    found = []
+    for p in walk:
+        rel = p.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
             continue
-        for src in files:
-            dst = out_dir / src.name
-            if dst.resolve() == src.resolve():
-                problems.append(ImageError(src, "output would overwrite the input; choose another -o"))
-            elif dst in seen:
-                problems.append(ImageError(src, f"same output name as {seen[dst]}; skipped"))
+        if exclude is not None and p.resolve().is_relative_to(exclude):
+            continue  # do not feed earlier results (OUT inside an input folder) back in
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            found.append(p)
+    return sorted(found)
+
+
+def expand_inputs(inputs: list[str], *, recursive: bool = False, exclude: Path | None = None) -> tuple[list[tuple[Path, Path]], list[ImageError]]:
+    """Inputs -> ``(file, path relative to the output folder)`` pairs and the problems found.
+
+    A file keeps its name; a folder's images keep their path below the folder; a glob's
+    matches keep their names. An existing path is never treated as a pattern.
+    """
+    found: list[tuple[Path, Path]] = []
+    problems: list[ImageError] = []
+    for text in inputs:
+        item = Path(text)
+        if item.exists() or not _has_glob(text):
+            matches = [item]
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
+            if not matches:
+                problems.append(ImageError(text, "no files match this pattern"))
+                continue
+        for path in matches:
+            if path.is_dir():
+                images = _images_in(path, recursive, exclude)
+                if not images:
+                    hint = "" if recursive else " (use -r for sub-folders)"
+                    problems.append(ImageError(path, f"folder holds no images{hint}"))
+                found += [(p, p.relative_to(path)) for p in images]
+            elif path.exists():
+                found.append((path, Path(path.name)))
             else:
-                seen[dst] = src
-                jobs.append(Job(src, dst))
+                problems.append(ImageError(path, "no such file or folder"))
+    return found, problems
+
+
+def output_name(rel: Path, fmt: str, suffix: str) -> Path:
+    """``photo.JPG`` + fmt ``png`` + suffix ``-sharp`` -> ``photo-sharp.png`` (same folder part)."""
+    ext = rel.suffix if fmt == "same" else EXTENSION[fmt]
+    return rel.with_name(f"{rel.stem}{suffix}{ext}")
+
+
+def plan_jobs(inputs: list[str], out_dir: Path, *, recursive: bool = False, fmt: str = "same",
+              suffix: str = "") -> tuple[list[Job], list[ImageError]]:
+    """Jobs for every input image, and the problems found (missing inputs, empty folders, two
+    inputs with one output name, an output that would replace an input)."""
+    found, problems = expand_inputs(inputs, recursive=recursive, exclude=out_dir.resolve())
+    sources = {src.resolve() for src, _ in found}
+    jobs: list[Job] = []
+    seen: dict[Path, Path] = {}
+    planned: set[Path] = set()
+    for src, rel in found:
+        if src.resolve() in planned:
+            continue  # the same file named twice (e.g. a file and its folder): do it once
+        planned.add(src.resolve())
+        dst = out_dir / output_name(rel, fmt, suffix)
+        if dst.resolve() in sources:
+            problems.append(ImageError(src, f"output {dst} would replace an input; choose another -o or a --suffix"))
+        elif dst.resolve() in seen:
+            problems.append(ImageError(src, f"same output {dst} as {seen[dst.resolve()]}; skipped (use -r to keep folders apart)"))
+        else:
+            seen[dst.resolve()] = src
+            jobs.append(Job(src, dst))
     return jobs, problems
 
 
-def deblur_file(model: LMFN, job: Job, *, overwrite: bool = False) -> Path:
+def deblur_picture(model: LMFN, picture: Picture, settings: Settings,
+                   on_tile: Callable[[int, int], None] | None = None) -> tuple[Picture, Record]:
+    """Deblur a decoded picture; metadata is carried over. The record has no input/output yet."""
+    start = time.perf_counter()
+    done = restore(model, picture.pixels, tile=settings.tile, overlap=settings.overlap, precision=settings.precision, on_tile=on_tile)
+    h, w = picture.pixels.shape[:2]
+    record = Record("", None, "ok", (w, h), round(time.perf_counter() - start, 3), done.tile, done.device, done.precision)
+    return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record
+
+
+def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[int, int], None] | None = None) -> Record:
     """Read, deblur and atomically write one image. Raises ``ImageError`` naming the file."""
-    if job.dst.exists() and not overwrite:
-        # Checked before the (slow) forward pass as well as at write time.
-        raise ImageError(job.dst, "output exists already (use --overwrite to replace it)")
-    image = read_image(job.src)
-    log.debug("%s: %s %s", job.src, image.shape, image.dtype)
+    if job.dst.exists():
+        if settings.skip_existing:
+            return Record(str(job.src), str(job.dst), "skipped")
+        if not settings.overwrite:  # checked before the slow part too, not only at write time
+            raise OutputExistsError(job.dst, "output exists already (use --overwrite to replace it, or --skip-existing)")
+    picture = read_picture(job.src, max_pixels=settings.max_pixels)
+    log.debug("%s: %s %s", job.src, picture.pixels.shape, picture.pixels.dtype)
     try:
-        result = deblur(model, image)
+        result, record = deblur_picture(model, picture, settings, on_tile)
     except ImageError as exc:
         raise ImageError(job.src, exc.problem) from None
-    return write_image(job.dst, result, overwrite=overwrite)
+    write_picture(job.dst, result, format_of(job.dst), quality=settings.quality,
+                  strip_metadata=settings.strip_metadata, overwrite=settings.overwrite)
+    return Record(str(job.src), str(job.dst), "ok", record.size, record.seconds, record.tile, record.device, record.precision)

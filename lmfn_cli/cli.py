@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from rich.table import Table
 
 from . import __version__
 from .errors import LMFNError, WeightsError
+from .images import DEFAULT_MAX_PIXELS, FORMATS
+from .inference import PRECISIONS
+from .tiling import DEFAULT_OVERLAP, MIN_TILE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_WEIGHTS = 0, 1, 2, 3
 
@@ -54,7 +58,7 @@ def device_option(f):
     )(f)
 
 
-def _load(weights: Path | None, device_name: str):
+def _load(weights: Path | None, device_name: str, quiet: bool = False):
     from .inference import resolve_device
     from .weights import load_model
 
@@ -62,6 +66,8 @@ def _load(weights: Path | None, device_name: str):
         device = resolve_device(device_name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
+    if device_name == "auto" and device.type == "cpu" and not quiet:
+        click.echo("lmfn: note: no CUDA GPU found; running on the CPU (--device cpu hides this note)", err=True)
     try:
         return load_model(weights, device=device)
     except WeightsError as exc:
@@ -86,56 +92,193 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
 
 
+class TileType(click.ParamType):
+    """``auto`` -> None (pick from free memory), ``0`` -> whole image, ``N`` -> N x N tiles."""
+
+    name = "auto|0|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) and value >= 0:
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            tile = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not auto, 0 or a number of pixels", param, ctx)
+        if tile != 0 and tile < MIN_TILE:
+            self.fail(f"tiles must be at least {MIN_TILE} px (or 0 for the whole image)", param, ctx)
+        return tile
+
+
+def tile_options(f):
+    f = click.option("--tile-overlap", "overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True,
+                     help="Pixels shared by neighbouring tiles, blended smoothly.")(f)
+    return click.option("--tile", type=TileType(), default="auto", show_default=True,
+                        help="Tile size: auto (from free memory), 0 (whole image at once) or N pixels.")(f)
+
+
+def precision_option(f):
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                        help="auto: fp16 on CUDA, fp32 on CPU. Half-precision tiles that overflow are redone in fp32.")(f)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch [default: torch's choice].")(f)
+
+
 @main.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "-o",
-    "--output",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the results (made if missing); each keeps its input's file name.",
-)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", "out", required=True,
+              help="Folder for the results (made if missing), or - to write the one image to stdout (needs -f).")
+@click.option("-r", "--recursive", is_flag=True, help="Take images in sub-folders too, keeping the folder structure under OUT.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same", show_default=True,
+              help="Output format; same keeps each input's format.")
+@click.option("--suffix", default="", help="Added to each output's stem: photo.jpg -> photo-sharp.jpg with --suffix -sharp.")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality (WebP 100 is lossless).")
+@click.option("--strip-metadata", is_flag=True, help="Do not copy EXIF and the ICC profile to the outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
+@click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already alone (resume a batch).")
 @weights_option
 @device_option
-@click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def deblur(inputs: tuple[Path, ...], out_dir: Path, weights: Path | None, device: str, overwrite: bool, quiet: bool) -> None:
-    """Deblur image files, or every image in the folders given, into OUT.
+@precision_option
+@tile_options
+@threads_option
+@click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
+def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, strip_metadata: bool,
+           overwrite: bool, skip_existing: bool, weights: Path | None, device: str, precision: str, tile: int | None,
+           overlap: int, threads: int | None, max_pixels: int, as_json: bool, quiet: bool) -> None:
+    """Deblur images: files, folders (-r for sub-folders), glob patterns, or - for stdin.
 
-    Each written file's path is printed on stdout; errors go to stderr, one line per file,
-    and the batch goes on. Exit code: 0 all done, 1 some failed, 2 usage, 3 no weights.
+    Each result is written to OUT under its input's name (plus --suffix) through a temporary
+    file and a rename, so an interrupted run leaves no partial images; existing files are
+    never replaced unless --overwrite. 8- and 16-bit PNG/TIFF, JPEG, WebP and BMP;
+    grayscale stays grayscale, alpha is passed through, EXIF orientation is applied and
+    EXIF and the ICC profile are copied. The path of each image written goes to stdout
+    (or JSON with --json); progress and errors go to stderr.
 
     \b
-    Example:
-      lmfn deblur photo.jpg holiday/ -o sharp/ --weights weights/lmfn.safetensors
-    """
-    from .batch import deblur_file, plan_jobs
+    Exit codes: 0 all done, 1 some images failed, 2 usage error, 3 no usable weights,
+    130/143 interrupted (Ctrl-C / SIGTERM).
 
-    jobs, problems = plan_jobs(list(inputs), out_dir)
+    \b
+    Examples:
+      lmfn deblur shaky/*.jpg -o sharp/ --weights lmfn.safetensors
+      lmfn deblur -r 'holiday/**' -o sharp/ --suffix -sharp --skip-existing -w lmfn.safetensors
+      cat blurry.png | lmfn deblur - -o - -f png -w lmfn.safetensors > sharp.png
+    """
+    from .batch import Settings
+
+    if overwrite and skip_existing:
+        raise click.UsageError("--overwrite and --skip-existing contradict each other")
+    if out == "-" or "-" in inputs:
+        if out != "-" or inputs != ("-",) and len(inputs) != 1:
+            raise click.UsageError("stdin/stdout take one image: lmfn deblur - -o - -f png (or one file with -o -)")
+        if fmt == "same":
+            raise click.UsageError("writing to stdout needs -f/--format (png, jpg, webp, tiff or bmp)")
+        if as_json:
+            raise click.UsageError("--json cannot share stdout with the image; leave it out with -o -")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    settings = Settings(tile=tile, overlap=overlap, precision=precision, quality=quality, strip_metadata=strip_metadata,
+                        overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None)
+    # SIGTERM (kill, a cluster's time limit) unwinds like Ctrl-C, so temporary files are removed.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        if out == "-":
+            _deblur_to_stdout(inputs[0], fmt, settings, weights, device, quiet)
+        else:
+            _deblur_batch(list(inputs), Path(out), recursive, fmt, suffix, settings, weights, device, as_json, quiet)
+    except _Terminated:
+        raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted; finished images are complete, the one in progress was not written", 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    pass
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, device: str, quiet: bool) -> None:
+    from .batch import deblur_picture
+    from .images import encode_picture, read_picture
+
+    try:
+        if source == "-":
+            picture = read_picture(click.get_binary_stream("stdin").read(), name="<stdin>", max_pixels=settings.max_pixels)
+        else:
+            picture = read_picture(Path(source), max_pixels=settings.max_pixels)
+    except LMFNError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    model = _load(weights, device, quiet)
+    try:
+        result, _ = deblur_picture(model, picture, settings)
+        data = encode_picture(result, fmt, quality=settings.quality, strip_metadata=settings.strip_metadata)
+    except LMFNError as exc:
+        name = "<stdin>" if source == "-" else source
+        raise fail(f"{name}: {getattr(exc, 'problem', exc)}", EXIT_FAILED) from None
+    stream = click.get_binary_stream("stdout")
+    stream.write(data)
+    stream.flush()
+
+
+def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, suffix: str, settings, weights: Path | None,
+                  device: str, as_json: bool, quiet: bool) -> None:
+    from .batch import Record, deblur_file, plan_jobs
+
+    started = time.perf_counter()
+    jobs, problems = plan_jobs(inputs, out_dir, recursive=recursive, fmt=fmt, suffix=suffix)
+    records = [Record(str(p.path), None, "failed", error=p.problem) for p in problems]
     for problem in problems:
         click.echo(f"lmfn: error: {problem}", err=True)
+    if as_json:
+        for r in records:
+            click.echo(json.dumps(asdict(r)))
     if not jobs:
-        raise fail("nothing to do", EXIT_FAILED)
-    model = _load(weights, device)
+        raise fail("no images to deblur", EXIT_FAILED)
+    model = _load(weights, device, quiet)
 
-    failed = len(problems)
     show = not quiet and stderr.is_terminal
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
-        task = progress.add_task("deblurring", total=len(jobs))
+        overall = progress.add_task("images", total=len(jobs))
+        tiles = progress.add_task("tiles", total=None, visible=False)
+
+        def on_tile(done: int, total: int) -> None:
+            progress.update(tiles, completed=done, total=total, visible=total > 1)
+
         for job in jobs:
-            progress.update(task, description=job.src.name)
+            progress.update(overall, description=job.src.name)
+            progress.update(tiles, completed=0, total=None, visible=False)
             try:
-                written = deblur_file(model, job, overwrite=overwrite)
+                record = deblur_file(model, job, settings, on_tile)
             except LMFNError as exc:
-                failed += 1
+                record = Record(str(job.src), str(job.dst), "failed", error=getattr(exc, "problem", str(exc)))
                 click.echo(f"lmfn: error: {exc}", err=True)
-            else:
-                click.echo(str(written))
-            progress.advance(task)
-    if failed:
-        click.echo(f"lmfn: {len(jobs) + len(problems) - failed} done, {failed} failed", err=True)
+            records.append(record)
+            if as_json:
+                click.echo(json.dumps(asdict(record)))
+            elif record.status == "ok":
+                click.echo(record.output)
+            progress.advance(overall)
+
+    counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed")}
+    if not quiet or counts["failed"]:
+        skipped = f", {counts['skipped']} skipped (exist already)" if counts["skipped"] else ""
+        click.echo(f"lmfn: {counts['ok']} deblurred{skipped}, {counts['failed']} failed "
+                   f"in {time.perf_counter() - started:.1f} s", err=True)
+    if counts["failed"]:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 

@@ -1,22 +1,38 @@
-"""Run a loaded LMFN on numpy images and pick the device to run it on."""
+"""Run a loaded LMFN on numpy images: device and precision choice, tiling, out-of-memory recovery.
+
+``deblur`` is the one-call API (numpy in, numpy out). ``restore`` does the same and also says
+how the image was run (tile size, device, precision), which the CLI reports with ``--json``.
+
+Out of memory is never fatal: the tile is halved (``tiling.halve``) and the image redone; on
+CUDA, when even the smallest tile fails, the image is redone on the CPU in fp32.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import ImageError
 from .model import LMFN
+from .tiling import ALIGN, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, choose_tile, halve, run_tiled
 
 log = logging.getLogger(__name__)
 
-__all__ = ["deblur", "resolve_device"]
+__all__ = ["PRECISIONS", "Restored", "available_memory", "deblur", "resolve_device", "resolve_precision", "restore"]
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU (logged); ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+    """``auto`` -> CUDA when available, else CPU; ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
 
     Asking for a device that is not there raises ``ValueError`` rather than silently using
     another one.
@@ -39,45 +55,159 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` -> ``fp16`` on CUDA, ``fp32`` elsewhere (half precision is slow or unsupported on CPUs)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
+    if name == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return name
 
 
-def deblur(model: LMFN, image: np.ndarray) -> np.ndarray:
-    """Deblur one image with ``model`` (on whatever device the model is).
+def available_memory(device: torch.device) -> int:
+    """Bytes free for activations: CUDA's ``mem_get_info``, else the system's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:  # other Unixes
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 2 << 30  # unknown (e.g. Windows, macOS): assume 2 GiB; an OOM still halves the tile
 
-    ``image``: (H,W,3) RGB, (H,W,4) RGBA, (H,W) or (H,W,1) grayscale; uint8, uint16, or float
-    in [0,1]. Returns an array of the same shape and dtype. Integer outputs are rounded (not
-    truncated) from the clamped float result; an alpha channel is returned untouched;
-    grayscale goes through the network as R=G=B and comes back as the mean of the channels.
-    """
-    image = np.asarray(image)
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A tile function for ``run_tiled``: CPU float tile in, CPU float32 result in [0,1] out."""
+    dtype = _DTYPES[precision]
+
+    def forward(tile: torch.Tensor) -> torch.Tensor:
+        x = tile.to(device)
+        with torch.inference_mode():
+            amp = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+            with amp:
+                y = model(x)
+            if dtype != torch.float32 and not torch.isfinite(y).all():
+                log.info("a %dx%d tile overflowed in %s; recomputed in fp32", x.shape[-1], x.shape[-2], precision)
+                y = model(x)
+            return y.float().clamp_(0.0, 1.0).cpu()
+
+    return forward
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A deblurred image and how it was computed. ``tile`` 0 means the whole image at once."""
+
+    pixels: np.ndarray
+    tile: int
+    device: str
+    precision: str
+
+
+def _to_tensor(image: np.ndarray) -> tuple[torch.Tensor, float]:
+    """(H,W,C) array -> (1,3,H,W) float32 CPU tensor in [0,1] (colour channels only), and the scale."""
     if image.dtype in _SCALE:
         scale = _SCALE[image.dtype]
     elif image.dtype.kind == "f":
         scale = 1.0
     else:
         raise ImageError(None, f"unsupported pixel type {image.dtype} (need uint8, uint16 or float)")
+    colour = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
+    x = torch.from_numpy(np.ascontiguousarray(colour, dtype=np.float32))
+    if scale != 1.0:
+        x.mul_(1.0 / scale)
+    return x.permute(2, 0, 1).unsqueeze(0), scale
+
+
+def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, tile: int | None, overlap: int,
+         on_tile: Callable[[int, int], None] | None) -> tuple[torch.Tensor, int, torch.device, str]:
+    """Run with tile-halving on out-of-memory and, on CUDA, a final fall back to the CPU."""
+    h, w = x.shape[-2:]
+    if tile and tile >= max(h, w):
+        tile = 0  # one tile covers the image: report it as a whole-image run
+    if tile is None:  # auto
+        per_pixel = FORWARD_BYTES_PER_PIXEL * (0.6 if precision != "fp32" else 1.0)
+        tile = choose_tile(h, w, free_bytes=available_memory(device), bytes_per_pixel=per_pixel)
+        log.debug("auto tile for %dx%d on %s: %s", w, h, device, tile or "whole image")
+    while True:
+        # A small tile (a user's, or one halved after out-of-memory) cannot keep a large overlap.
+        fitting = min(overlap, max(0, tile - ALIGN)) if tile else overlap
+        try:
+            return run_tiled(_forward(model, device, precision), x, tile=tile, overlap=fitting, on_tile=on_tile), tile, device, precision
+        except Exception as exc:
+            if not _is_oom(exc):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            smaller = halve(tile, h, w)
+            if smaller is not None:
+                log.warning("out of memory on %s with %s; retrying with %d px tiles", device, f"{tile} px tiles" if tile else "the whole image", smaller)
+                tile = smaller
+                continue
+            if device.type == "cpu":
+                raise ImageError(None, f"out of memory on the CPU even with {tile} px tiles") from exc
+            log.warning("out of memory on %s even with %d px tiles; running this image on the CPU", device, tile)
+            cpu = torch.device("cpu")
+            model.to(cpu)
+            try:
+                return _run(model, x, cpu, "fp32", None, overlap, on_tile)
+            finally:
+                model.to(device)
+
+
+def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
+            precision: str = "auto", on_tile: Callable[[int, int], None] | None = None) -> Restored:
+    """Deblur one image with ``model`` on whatever device the model is.
+
+    ``image``: (H,W) or (H,W,1) grayscale, (H,W,2) grayscale + alpha, (H,W,3) RGB or (H,W,4)
+    RGBA; uint8, uint16, or float in [0,1]. The result has the same shape and dtype. Integer
+    outputs are rounded (not truncated) from the clamped float result; alpha is returned
+    untouched; grayscale goes through the network as R=G=B and comes back as the channel mean.
+
+    ``tile``: None picks a tile from free memory (0 if the whole image fits), 0 runs the whole
+    image at once, N uses N x N tiles overlapping by ``overlap`` pixels with feathered blending.
+    ``precision``: auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16; a half-precision tile
+    that overflows is recomputed in fp32. ``on_tile(done, total)`` reports progress.
+    """
+    image = np.asarray(image)
     shape = image.shape
     if image.ndim == 2:
         image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or min(image.shape[:2]) < 1:
-        raise ImageError(None, f"unsupported image shape {shape} (need HxW, HxWx1, HxWx3 or HxWx4)")
+    if image.ndim != 3 or image.shape[2] not in (1, 2, 3, 4) or min(image.shape[:2]) < 1:
+        raise ImageError(None, f"unsupported image shape {shape} (need HxW or HxWxC with C in 1..4)")
+    if tile is not None and tile < 0:
+        raise ValueError(f"tile must be None (auto), 0 (whole image) or positive, not {tile}")
+    device = next(model.parameters()).device
+    precision = resolve_precision(precision, device)
 
+    x, scale = _to_tensor(image)
+    y, used_tile, used_device, used_precision = _run(model, x, device, precision, tile, overlap, on_tile)
+    del x
+    out = y[0].permute(1, 2, 0).numpy()  # a view: the scaling below works in place (big images)
     channels = image.shape[2]
-    colour = image[..., :3] if channels >= 3 else np.repeat(image, 3, axis=2)
-    param = next(model.parameters())
-    x = torch.from_numpy(np.ascontiguousarray(colour, dtype=np.float32) / np.float32(scale))
-    x = x.permute(2, 0, 1).unsqueeze(0).to(param.device)
-    with torch.inference_mode():
-        y = model(x).clamp_(0.0, 1.0)
-    out = y[0].permute(1, 2, 0).float().cpu().numpy()
-    if channels == 1:
+    if channels <= 2:
         out = out.mean(axis=2, keepdims=True)
-
     if scale != 1.0:
-        out = np.rint(out * scale).astype(image.dtype)
-    else:
-        out = out.astype(image.dtype)
-    if channels == 4:
-        out = np.concatenate([out, image[..., 3:]], axis=2)
-    return out.reshape(shape)
+        out *= scale
+        np.rint(out, out=out)
+    out = out.astype(image.dtype, order="C")
+    if channels in (2, 4):
+        out = np.concatenate([out, image[..., -1:]], axis=2)
+    return Restored(out.reshape(shape), used_tile, str(used_device), used_precision)
+
+
+def deblur(model: LMFN, image: np.ndarray, **options) -> np.ndarray:
+    """Deblur one image; same arguments as ``restore``, returns only the pixels."""
+    return restore(model, image, **options).pixels

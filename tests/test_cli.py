@@ -31,7 +31,7 @@ def test_version_and_help_have_examples(runner):
     assert result.exit_code == 0 and "lmfn, version" in result.output
     for cmd in ([], ["deblur"], ["info"], ["models"]):
         result = runner.invoke(main, [*cmd, "--help"])
-        assert result.exit_code == 0 and "Example:" in result.output, cmd
+        assert result.exit_code == 0 and "Example" in result.output, cmd
 
 
 def test_info_json_lists_variants_with_counts(runner):
@@ -69,7 +69,7 @@ def test_bad_file_is_reported_and_the_batch_goes_on(runner, photos, tmp_path, ti
     assert len(errors) == 2
     assert any("broken.png" in e and "not an image" in e for e in errors)
     assert any("missing.jpg" in e for e in errors)
-    assert "2 done, 2 failed" in result.stderr
+    assert "2 deblurred, 2 failed" in result.stderr
 
 
 def test_existing_outputs_are_kept_unless_overwrite(runner, photos, tmp_path, tiny_weights):
@@ -87,7 +87,7 @@ def test_existing_outputs_are_kept_unless_overwrite(runner, photos, tmp_path, ti
 def test_output_equal_to_input_is_refused(runner, photos, tiny_weights):
     before = (photos / "p0.png").read_bytes()
     result = runner.invoke(main, ["deblur", str(photos / "p0.png"), "-o", str(photos), "-w", str(tiny_weights), "--overwrite"])
-    assert result.exit_code == 1 and "overwrite the input" in result.stderr
+    assert result.exit_code == 1 and "would replace an input" in result.stderr
     assert (photos / "p0.png").read_bytes() == before
 
 
@@ -109,7 +109,7 @@ def test_unknown_device_is_a_usage_error(runner, photos, tmp_path, tiny_weights)
 def test_real_subprocess_python_m(tmp_path, photos, tiny_weights):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "lmfn_cli", "deblur", str(photos / "p0.png"), "-o", str(out), "-w", str(tiny_weights)],
+        [sys.executable, "-m", "lmfn_cli", "deblur", str(photos / "p0.png"), "-o", str(out), "-w", str(tiny_weights), "-q"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

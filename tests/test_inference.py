@@ -5,6 +5,7 @@ from torch import nn
 
 from conftest import natural_like
 from lmfn_cli import deblur, resolve_device
+from lmfn_cli.inference import resolve_precision, restore
 from lmfn_cli.errors import ImageError
 
 
@@ -54,7 +55,7 @@ def test_real_model_output_has_the_input_shape(tiny_model):
     assert out.shape == img.shape and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 3), np.int32), np.zeros((0, 4, 3), np.uint8)])
+@pytest.mark.parametrize("bad", [np.zeros((4, 4, 5), np.uint8), np.zeros((4, 4, 3), np.int32), np.zeros((0, 4, 3), np.uint8)])
 def test_unsupported_arrays_raise_image_error(bad):
     with pytest.raises(ImageError):
         deblur(Shift(0.0), bad)
@@ -68,3 +69,121 @@ def test_device_resolution():
             resolve_device("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("toaster")
+
+
+def test_gray_with_alpha_stays_two_channels():
+    la = np.dstack([natural_like(10, 14)[..., 0], np.full((10, 14), 7, np.uint8)])
+    out = deblur(Shift(1 / 255), la)
+    assert out.shape == (10, 14, 2)
+    assert np.array_equal(out[..., 1], la[..., 1])
+    assert np.array_equal(out[..., 0], np.minimum(la[..., 0].astype(int) + 1, 255))
+
+
+class OOMAbove(nn.Module):
+    """Identity that runs out of memory on inputs wider than ``limit`` (like a small GPU)."""
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.limit = limit
+        self.widths: list[int] = []
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        self.widths.append(x.shape[-1])
+        if x.shape[-1] > self.limit:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123 bytes")
+        return x + self.w
+
+
+def test_out_of_memory_halves_the_tile_and_retries():
+    img = natural_like(150, 200)
+    model = OOMAbove(128)
+    done = restore(model, img, tile=0)
+    assert np.array_equal(done.pixels, img)
+    assert done.tile == 112  # whole image -> half the long side, rounded up to a multiple of 16
+    assert model.widths[0] == 200 and max(model.widths[1:]) <= 112
+
+
+def test_out_of_memory_on_the_cpu_at_the_smallest_tile_is_an_image_error():
+    with pytest.raises(ImageError, match="out of memory"):
+        restore(OOMAbove(10), natural_like(100, 100), tile=0)
+
+
+def test_other_errors_are_not_mistaken_for_out_of_memory():
+    class Broken(Shift):
+        def forward(self, x):
+            raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        restore(Broken(0.0), natural_like(20, 20), tile=0)
+
+
+class InfUnderAutocast(Shift):
+    """Overflows (inf) whenever autocast is on, as a half-precision network can."""
+
+    def forward(self, x):
+        if torch.is_autocast_enabled("cpu"):
+            return x * float("inf")
+        return x + self.delta
+
+
+def test_a_tile_that_overflows_in_half_precision_is_redone_in_fp32():
+    img = natural_like(20, 30)
+    done = restore(InfUnderAutocast(0.0), img, precision="bf16", tile=0)
+    assert done.precision == "bf16"
+    assert np.array_equal(done.pixels, img)
+
+
+def test_precision_resolution():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_tiled_restore_matches_whole_image_for_a_pointwise_model():
+    img = natural_like(97, 131)
+    whole = restore(Shift(10 / 255), img, tile=0)  # whole levels: blending error cannot flip a rounding
+    tiled = restore(Shift(10 / 255), img, tile=64, overlap=16)
+    assert tiled.tile == 64 and whole.tile == 0
+    assert np.array_equal(whole.pixels, tiled.pixels)
+
+
+def test_cuda_out_of_memory_falls_back_to_the_cpu(monkeypatch, caplog):
+    """Simulated: every CUDA forward runs out of memory, so tiles shrink, then the CPU takes over."""
+    from lmfn_cli import inference
+
+    calls = []
+
+    def fake_forward(model, device, precision):
+        def forward(tile):
+            calls.append((device.type, precision, tile.shape[-1]))
+            if device.type == "cuda":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return tile
+        return forward
+
+    class Mover(Shift):
+        def to(self, device):
+            self.moves.append(torch.device(device).type)
+            return self
+
+    model = Mover(0.0)
+    model.moves = []
+    monkeypatch.setattr(inference, "_forward", fake_forward)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    x = torch.rand(1, 3, 150, 200)
+    y, tile, device, precision = inference._run(model, x, torch.device("cuda"), "fp16", 0, 16, None)
+    assert torch.equal(y, x)
+    assert device.type == "cpu" and precision == "fp32"
+    assert [c[2] for c in calls if c[0] == "cuda"] == [200, 112, 64]  # whole, then halved tiles, each failing at once
+    assert model.moves == ["cpu", "cuda"]  # the model goes back to the GPU for the next image
+    assert "running this image on the CPU" in caplog.text
+
+
+def test_an_overlap_too_large_for_the_tile_is_reduced_not_an_error():
+    img = natural_like(150, 200)
+    done = restore(Shift(10 / 255), img, tile=64, overlap=200)
+    assert done.tile == 64
+    assert np.array_equal(done.pixels, restore(Shift(10 / 255), img, tile=0).pixels)
