@@ -29,6 +29,7 @@ __all__ = [
     "MIN_TILE",
     "ALIGN",
     "FORWARD_BYTES_PER_PIXEL",
+    "CPU_MAX_TILE",
     "tile_starts",
     "feather",
     "run_tiled",
@@ -53,6 +54,12 @@ DEFAULT_OVERLAP: int = 32
 # rounded up ~9%. Mostly the 64-channel full-resolution head feature map (256 B/px) and the
 # conv buffers beside it.
 FORWARD_BYTES_PER_PIXEL: float = 640.0
+
+# Largest tile `auto` picks on a CPU. `python benchmarks/deblur_speed.py --tile N` (6000x4000,
+# 2 cores, fp32): tile 512 58.9 s / 1.23 GiB peak RSS, 1024 58.5 s / 1.76 GiB, 2048 74.3 s /
+# 3.45 GiB, 4176 (all the memory allows) 134.8 s / 10.6 GiB: past ~1 MP a CPU forward gets slower
+# per pixel (its feature maps leave the caches), and tiles of 1024 are 64 dB from whole images.
+CPU_MAX_TILE: int = 1024
 
 # LMFN's total stride (four stride-2 convs): tile offsets must be multiples of it to keep the
 # whole image's sampling grid, and the model pads inputs to multiples of it.
@@ -210,13 +217,15 @@ def choose_tile(
     bytes_per_pixel: float,
     fraction: float = 0.5,
     multiple: int = ALIGN,
+    max_tile: int | None = None,
 ) -> int:
     """Tile size for an ``height x width`` image given ``free_bytes`` of device memory.
 
     0 (whole image) when one forward pass of the padded image needs at most
-    ``fraction * free_bytes`` at ``bytes_per_pixel``; otherwise the largest square tile,
-    a multiple of ``multiple`` and at least ``MIN_TILE``, that fits (``MIN_TILE`` when even
-    that does not: the out-of-memory retry then reports it).
+    ``fraction * free_bytes`` at ``bytes_per_pixel`` (and, with ``max_tile``, has at most
+    ``max_tile**2`` pixels); otherwise the largest square tile, a multiple of ``multiple``, at
+    least ``MIN_TILE`` and at most ``max_tile``, that fits (``MIN_TILE`` when even that does
+    not: the out-of-memory retry then reports it).
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
@@ -226,9 +235,11 @@ def choose_tile(
     # The model pads to a multiple of 16 and at least 64 per side before it allocates.
     ph = max(MIN_TILE, _round_up(height, ALIGN))
     pw = max(MIN_TILE, _round_up(width, ALIGN))
-    if ph * pw * bytes_per_pixel <= budget:
+    if ph * pw * bytes_per_pixel <= budget and (max_tile is None or ph * pw <= max_tile * max_tile):
         return 0
     side = int(math.isqrt(int(budget / bytes_per_pixel))) // multiple * multiple
+    if max_tile is not None:
+        side = min(side, max_tile)
     return max(MIN_TILE, side)
 
 

@@ -30,3 +30,17 @@ def test_readme_parameter_tables_match_the_model(readme):
     for name, params, macs in rows:
         assert f"{measured[name].params / 1e6:.3f}" == params, name
         assert f"{measured[name].macs_per_pixel / 1e3:.1f}" == macs, name
+
+
+def test_readme_documents_every_deblur_option_and_the_defaults(readme):
+    from lmfn_cli.cli import deblur
+    from lmfn_cli.tiling import CPU_MAX_TILE, DEFAULT_OVERLAP
+
+    section = readme.split("### `lmfn deblur INPUT... -o OUT`", 1)[1].split("### Python API", 1)[0]
+    for param in deblur.params:
+        for opt in param.opts:
+            if opt.startswith("--"):
+                assert f"`{opt}" in section or f", {opt}" in section, opt
+    assert f"(default {DEFAULT_OVERLAP})" in section
+    assert f"at most {CPU_MAX_TILE})" in section
+    assert "**130**/**143**" in section

@@ -321,3 +321,12 @@ def test_halve_sequence_ends():
         seen.append(tile)
         tile = halve(tile, 4000, 6000)
     assert seen == [0, 3008, 1504, 752, 368, 176, 80, 64]
+
+
+def test_choose_tile_respects_max_tile():
+    plenty = 1 << 40
+    assert choose_tile(720, 1280, free_bytes=plenty, bytes_per_pixel=640, max_tile=1024) == 0  # 0.92 MP <= 1024^2
+    assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640, max_tile=1024) == 1024
+    assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640) == 0
+    small = 512 * 512 * 640 * 2  # fraction 0.5 -> a 512 px tile fits, 1024 does not
+    assert choose_tile(4000, 6000, free_bytes=small, bytes_per_pixel=640, max_tile=1024) == 512
