@@ -104,6 +104,9 @@ def main() -> None:
     median = timed[len(timed) // 2]
     print(f"1280x720, whole image, fp32, {hd['threads']} threads: {median:.2f} s/image "
           f"(median of {len(timed)}; min {timed[0]:.2f}, max {timed[-1]:.2f}; decode + deblur + PNG encode + write)")
+    for tile in (0, 1024):  # why `auto` runs images up to ~2 MP whole on a CPU
+        fhd = measure((1920, 1080), tile, 1, args.weights, args.threads)
+        print(f"1920x1080, {'whole image' if tile == 0 else f'tile {tile}'}: {fhd['times'][0]:.2f} s")
     big = measure(args.big, args.tile, 1, args.weights, args.threads)
     w, h = args.big
     print(f"{w}x{h}, tile {big['tile'] or 'whole'} ({'auto' if args.tile is None else 'fixed'}), fp32, {big['threads']} threads: "

@@ -114,7 +114,7 @@ class TileType(click.ParamType):
 def tile_options(f):
     f = click.option("--tile-overlap", "overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True,
                      help="Pixels shared by neighbouring tiles, blended smoothly.")(f)
-    return click.option("--tile", type=TileType(), default="auto", show_default=True,
+    return click.option("--tile", type=TileType(), default="auto", show_default=True, metavar="auto|0|N",
                         help="Tile size: auto (from free memory), 0 (whole image at once) or N pixels.")(f)
 
 
@@ -129,7 +129,7 @@ def threads_option(f):
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", "out", required=True,
+@click.option("-o", "--output", "out", required=True, metavar="DIR|-",
               help="Folder for the results (made if missing), or - to write the one image to stdout (needs -f).")
 @click.option("-r", "--recursive", is_flag=True, help="Take images in sub-folders too, keeping the folder structure under OUT.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same", show_default=True,
@@ -167,7 +167,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     \b
     Examples:
       lmfn deblur shaky/*.jpg -o sharp/ --weights lmfn.safetensors
-      lmfn deblur -r 'holiday/**' -o sharp/ --suffix -sharp --skip-existing -w lmfn.safetensors
+      lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -w lmfn.safetensors
+      lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w lmfn.safetensors
       cat blurry.png | lmfn deblur - -o - -f png -w lmfn.safetensors > sharp.png
     """
     from .batch import Settings

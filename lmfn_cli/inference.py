@@ -20,7 +20,7 @@ import torch
 
 from .errors import ImageError
 from .model import LMFN
-from .tiling import ALIGN, CPU_MAX_TILE, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, choose_tile, halve, run_tiled
+from .tiling import ALIGN, CPU_MAX_TILE, CPU_MAX_WHOLE, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, choose_tile, halve, run_tiled
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,9 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
         tile = 0  # one tile covers the image: report it as a whole-image run
     if tile is None:  # auto
         per_pixel = FORWARD_BYTES_PER_PIXEL * (0.6 if precision != "fp32" else 1.0)
-        cap = CPU_MAX_TILE if device.type == "cpu" else None  # big CPU tiles are slower per pixel
-        tile = choose_tile(h, w, free_bytes=available_memory(device), bytes_per_pixel=per_pixel, max_tile=cap)
+        cpu = device.type == "cpu"  # big CPU forwards are slower per pixel: see tiling.CPU_MAX_TILE
+        tile = choose_tile(h, w, free_bytes=available_memory(device), bytes_per_pixel=per_pixel,
+                           max_tile=CPU_MAX_TILE if cpu else None, max_whole=CPU_MAX_WHOLE if cpu else None)
         log.debug("auto tile for %dx%d on %s: %s", w, h, device, tile or "whole image")
     while True:
         # A small tile (a user's, or one halved after out-of-memory) cannot keep a large overlap.

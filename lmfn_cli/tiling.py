@@ -30,6 +30,7 @@ __all__ = [
     "ALIGN",
     "FORWARD_BYTES_PER_PIXEL",
     "CPU_MAX_TILE",
+    "CPU_MAX_WHOLE",
     "tile_starts",
     "feather",
     "run_tiled",
@@ -59,7 +60,11 @@ FORWARD_BYTES_PER_PIXEL: float = 640.0
 # 2 cores, fp32): tile 512 58.9 s / 1.23 GiB peak RSS, 1024 58.5 s / 1.76 GiB, 2048 74.3 s /
 # 3.45 GiB, 4176 (all the memory allows) 134.8 s / 10.6 GiB: past ~1 MP a CPU forward gets slower
 # per pixel (its feature maps leave the caches), and tiles of 1024 are 64 dB from whole images.
+# Up to ~2 MP the whole image is still as fast as tiles (1920x1080: 4.5 s whole, 7.9 s in tiles
+# of 1024 by the same script; 1200x900: 2.1 s whole, 3.8 s in tiles of 1024), so `auto`
+# tiles only larger images on a CPU.
 CPU_MAX_TILE: int = 1024
+CPU_MAX_WHOLE: int = 1 << 21  # pixels (padded): 1920x1080 still runs whole
 
 # LMFN's total stride (four stride-2 convs): tile offsets must be multiples of it to keep the
 # whole image's sampling grid, and the model pads inputs to multiples of it.
@@ -218,12 +223,13 @@ def choose_tile(
     fraction: float = 0.5,
     multiple: int = ALIGN,
     max_tile: int | None = None,
+    max_whole: int | None = None,
 ) -> int:
     """Tile size for an ``height x width`` image given ``free_bytes`` of device memory.
 
     0 (whole image) when one forward pass of the padded image needs at most
-    ``fraction * free_bytes`` at ``bytes_per_pixel`` (and, with ``max_tile``, has at most
-    ``max_tile**2`` pixels); otherwise the largest square tile, a multiple of ``multiple``, at
+    ``fraction * free_bytes`` at ``bytes_per_pixel`` (and, with ``max_whole``, has at most
+    that many pixels); otherwise the largest square tile, a multiple of ``multiple``, at
     least ``MIN_TILE`` and at most ``max_tile``, that fits (``MIN_TILE`` when even that does
     not: the out-of-memory retry then reports it).
     """
@@ -235,7 +241,7 @@ def choose_tile(
     # The model pads to a multiple of 16 and at least 64 per side before it allocates.
     ph = max(MIN_TILE, _round_up(height, ALIGN))
     pw = max(MIN_TILE, _round_up(width, ALIGN))
-    if ph * pw * bytes_per_pixel <= budget and (max_tile is None or ph * pw <= max_tile * max_tile):
+    if ph * pw * bytes_per_pixel <= budget and (max_whole is None or ph * pw <= max_whole):
         return 0
     side = int(math.isqrt(int(budget / bytes_per_pixel))) // multiple * multiple
     if max_tile is not None:

@@ -323,10 +323,12 @@ def test_halve_sequence_ends():
     assert seen == [0, 3008, 1504, 752, 368, 176, 80, 64]
 
 
-def test_choose_tile_respects_max_tile():
+def test_choose_tile_respects_max_tile_and_max_whole():
     plenty = 1 << 40
-    assert choose_tile(720, 1280, free_bytes=plenty, bytes_per_pixel=640, max_tile=1024) == 0  # 0.92 MP <= 1024^2
-    assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640, max_tile=1024) == 1024
+    cap = dict(max_tile=1024, max_whole=1 << 21)
+    assert choose_tile(1080, 1920, free_bytes=plenty, bytes_per_pixel=640, **cap) == 0  # 2.09 MP padded
+    assert choose_tile(1440, 2560, free_bytes=plenty, bytes_per_pixel=640, **cap) == 1024
+    assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640, **cap) == 1024
     assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640) == 0
     small = 512 * 512 * 640 * 2  # fraction 0.5 -> a 512 px tile fits, 1024 does not
-    assert choose_tile(4000, 6000, free_bytes=small, bytes_per_pixel=640, max_tile=1024) == 512
+    assert choose_tile(4000, 6000, free_bytes=small, bytes_per_pixel=640, **cap) == 512
