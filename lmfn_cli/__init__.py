@@ -5,12 +5,16 @@ Library use::
     from lmfn_cli import load_model, deblur
     model = load_model("weights/some.safetensors")
     sharp = deblur(model, blurry)        # numpy HxWx3 uint8/uint16/float -> same shape and dtype
+
+    from lmfn_cli import read_picture, write_picture
+    picture = read_picture("photo.tif")  # pixels (16-bit stays 16-bit), ICC profile, EXIF
 """
 
 __version__ = "0.1.0.dev0"
 
 from .errors import ConfigError, ImageError, LMFNError, NoWeightsError, WeightsError  # noqa: E402
-from .inference import deblur, resolve_device  # noqa: E402
+from .images import Picture, read_picture, write_picture  # noqa: E402
+from .inference import deblur, resolve_device, restore  # noqa: E402
 from .model import LMFN, VARIANTS, LMFNConfig, build_model, count_parameters  # noqa: E402
 from .weights import load_model, read_weights, save_weights  # noqa: E402
 
@@ -25,7 +29,11 @@ __all__ = [
     "save_weights",
     "read_weights",
     "deblur",
+    "restore",
     "resolve_device",
+    "Picture",
+    "read_picture",
+    "write_picture",
     "LMFNError",
     "ConfigError",
     "WeightsError",
