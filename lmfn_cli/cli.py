@@ -88,8 +88,18 @@ def main(verbose: int) -> None:
       lmfn deblur shaky/*.jpg -o sharp/ --weights weights/lmfn.safetensors
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = RichHandler(console=stderr, show_time=False, show_path=False)
-    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    if stderr.is_terminal:
+        handler: logging.Handler = RichHandler(console=stderr, show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:  # logs, pipes: one plain line per message, like the error lines
+        handler = logging.StreamHandler()
+        handler.setFormatter(_PlainFormatter())
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+class _PlainFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"lmfn: {record.levelname.lower()}: {record.getMessage()}"
 
 
 class TileType(click.ParamType):
@@ -225,7 +235,7 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, dev
     model = _load(weights, device, quiet)
     try:
         result, _ = deblur_picture(model, picture, settings)
-        data = encode_picture(result, fmt, quality=settings.quality, strip_metadata=settings.strip_metadata)
+        data = encode_picture(result, fmt, quality=settings.quality, strip_metadata=settings.strip_metadata, name="<stdout>")
     except LMFNError as exc:
         name = "<stdin>" if source == "-" else source
         raise fail(f"{name}: {getattr(exc, 'problem', exc)}", EXIT_FAILED) from None

@@ -348,13 +348,16 @@ def _one_line(exc: BaseException) -> str:
 # ----------------------------------------------------------------------------------------- writing
 
 
-def encode_picture(picture: Picture, fmt: str, *, quality: int = 95, strip_metadata: bool = False) -> bytes:
+def encode_picture(picture: Picture, fmt: str, *, quality: int = 95, strip_metadata: bool = False,
+                   name: str | Path | None = None) -> bytes:
     """Encode ``picture`` as ``fmt`` (one of ``FORMATS``) and return the file's bytes.
 
     ``quality`` (1..100) is for JPEG and WebP; WebP at 100 is lossless. PNG, TIFF and BMP are
     lossless, PNG and TIFF at 8 or 16 bits. ``strip_metadata`` writes neither ICC nor EXIF.
-    Raises ``ImageError`` without a path (``write_picture`` adds it).
+    Raises ``ImageError`` without a path (``write_picture`` adds it); ``name`` (the output) only
+    prefixes the warnings logged about what the format cannot hold.
     """
+    where = f"{name}: " if name is not None else ""
     if fmt not in FORMATS:
         raise ImageError(None, f"unknown image format {fmt!r} (use {', '.join(FORMATS)})")
     px = np.asarray(picture.pixels)
@@ -364,7 +367,7 @@ def encode_picture(picture: Picture, fmt: str, *, quality: int = 95, strip_metad
     if fmt == "jpg" and px.ndim == 3 and px.shape[2] in (2, 4):
         raise ImageError(None, "JPEG cannot store an alpha channel; use png, webp or tiff")
     if px.dtype == np.uint16 and fmt in ("jpg", "webp", "bmp"):
-        log.warning("%s stores 8 bits per channel: rounding the 16-bit pixels to 8 bits", fmt.upper())
+        log.warning("%s%s stores 8 bits per channel: rounding the 16-bit pixels to 8 bits", where, fmt.upper())
         px = ((px.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(v * 255 / 65535)
     if fmt == "webp" or (fmt == "bmp" and px.ndim == 3 and px.shape[2] == 2):
         px = _gray_to_rgb(px)  # WebP has no gray; BMP no gray + alpha
@@ -376,7 +379,7 @@ def encode_picture(picture: Picture, fmt: str, *, quality: int = 95, strip_metad
     if fmt == "bmp" and (icc or exif):
         log.debug("BMP stores neither an ICC profile nor EXIF: dropped")
     if fmt == "tiff" and px.dtype == np.uint16 and exif:
-        log.warning("EXIF is not written to 16-bit TIFF (tifffile cannot write an EXIF IFD)")
+        log.warning("%sEXIF is not written to 16-bit TIFF (tifffile cannot write an EXIF IFD)", where)
     try:
         if fmt == "bmp":
             ppm = round(picture.dpi[0] / 0.0254) if picture.dpi else None
@@ -385,7 +388,7 @@ def encode_picture(picture: Picture, fmt: str, *, quality: int = 95, strip_metad
             return _encode_png16(px, icc, exif, picture.dpi)
         if px.dtype == np.uint16 and fmt == "tiff":
             return _encode_tiff16(px, icc, picture.dpi)
-        return _encode_pillow(px, fmt, quality, icc, exif, picture.dpi)
+        return _encode_pillow(px, fmt, quality, icc, exif, picture.dpi, where)
     except Exception as exc:  # an encoder's own error type; MemoryError included
         raise ImageError(None, f"cannot encode {fmt} ({_one_line(exc)})") from None
 
@@ -409,7 +412,7 @@ def write_picture(
     if not overwrite and path.exists():  # fail before encoding; atomic_path checks again, atomically
         raise OutputExistsError(path, "output exists already (use --overwrite to replace it)")
     try:
-        data = encode_picture(picture, fmt, quality=quality, strip_metadata=strip_metadata)
+        data = encode_picture(picture, fmt, quality=quality, strip_metadata=strip_metadata, name=path)
     except ImageError as exc:
         raise ImageError(path, exc.problem) from None
     try:
@@ -436,14 +439,14 @@ def _gray_to_rgb(px: np.ndarray) -> np.ndarray:
 
 
 def _encode_pillow(px: np.ndarray, fmt: str, quality: int, icc: bytes | None, exif: bytes | None,
-                   dpi: tuple[float, float] | None) -> bytes:
+                   dpi: tuple[float, float] | None, where: str = "") -> bytes:
     img = Image.fromarray(px)  # mode from shape and dtype: L, LA, RGB, RGBA, I;16
     if fmt == "tiff" and exif:
         # The tags go into the TIFF's own IFD, so none may describe a layout; and Pillow's libtiff
         # writer, which compression needs, cannot write the EXIF and GPS sub-IFDs.
         tags = _load_exif(exif)
         if sub_ifds := tags.keys() & _SUB_IFDS:
-            log.warning("the EXIF and GPS sub-IFDs (exposure, date taken, location) are not written to TIFF")
+            log.warning("%sthe EXIF and GPS sub-IFDs (exposure, date taken, location) are not written to TIFF", where)
             for tag in sub_ifds:
                 del tags[tag]
         exif = _exif_bytes(tags, tiff=True)

@@ -320,3 +320,13 @@ def test_interrupted_batch_leaves_only_complete_images(tmp_path, tiny_weights, s
     assert not [p for p in files if p.name.startswith(".") or p.suffix != ".png"]
     for p in files:
         assert read_image(p).shape == (192, 256, 3)  # every file there is a whole image
+
+
+def test_16bit_to_jpeg_warns_naming_the_file_on_one_plain_line(runner, tmp_path, tiny_weights):
+    write_image(tmp_path / "deep.png", natural_like(20, 28).astype(np.uint16) * 257)
+    out = tmp_path / "out"
+    result = run(runner, tmp_path / "deep.png", "-o", out, "-f", "jpg", weights=tiny_weights)
+    assert result.exit_code == 0, result.output
+    warning = next(line for line in result.stderr.splitlines() if "warning" in line)
+    assert warning == f"lmfn: warning: {out / 'deep.jpg'}: JPG stores 8 bits per channel: rounding the 16-bit pixels to 8 bits"
+    assert read_image(out / "deep.jpg").dtype == np.uint8
