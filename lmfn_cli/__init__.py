@@ -3,7 +3,7 @@
 Library use::
 
     from lmfn_cli import load_model, deblur
-    model = load_model("weights/some.safetensors")
+    model = load_model()                 # the bundled default weights (or a file, or name=...)
     sharp = deblur(model, blurry)        # numpy HxWx3 uint8/uint16/float -> same shape and dtype
 
     from lmfn_cli import read_picture, write_picture
@@ -12,11 +12,13 @@ Library use::
 
 __version__ = "0.1.0.dev0"
 
-from .errors import ConfigError, ImageError, LMFNError, NoWeightsError, WeightsError  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError, DownloadError, ImageError, LMFNError, NoWeightsError, UnknownWeightsError, WeightsError,
+)
 from .images import Picture, read_picture, write_picture  # noqa: E402
 from .inference import deblur, resolve_device, restore  # noqa: E402
 from .model import LMFN, VARIANTS, LMFNConfig, build_model, count_parameters  # noqa: E402
-from .weights import load_model, read_weights, save_weights  # noqa: E402
+from .weights import REGISTRY, load_model, read_weights, resolve_weights, save_weights  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -28,6 +30,8 @@ __all__ = [
     "load_model",
     "save_weights",
     "read_weights",
+    "resolve_weights",
+    "REGISTRY",
     "deblur",
     "restore",
     "resolve_device",
@@ -38,5 +42,7 @@ __all__ = [
     "ConfigError",
     "WeightsError",
     "NoWeightsError",
+    "DownloadError",
+    "UnknownWeightsError",
     "ImageError",
 ]

@@ -1,6 +1,7 @@
 """The ``lmfn`` command line. The only module that touches click, rich or the exit code.
 
-Exit codes: 0 all done, 1 some inputs failed, 2 usage error, 3 no usable weights.
+Exit codes: 0 all done, 1 some inputs failed, 2 usage error, 3 no usable weights (missing,
+corrupt, not downloadable).
 """
 
 from __future__ import annotations
@@ -11,17 +12,20 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 
 from . import __version__
-from .errors import LMFNError, WeightsError
+from .errors import LMFNError, UnknownWeightsError, WeightsError
 from .images import DEFAULT_MAX_PIXELS, FORMATS
 from .inference import PRECISIONS
 from .tiling import DEFAULT_OVERLAP, MIN_TILE
@@ -40,13 +44,35 @@ def fail(message: str, code: int) -> "click.exceptions.Exit":
 
 
 def weights_option(f):
+    f = click.option(
+        "-m",
+        "--model",
+        "model_name",
+        default=None,
+        metavar="NAME",
+        help="Named weights (lmfn weights list), from the cache; downloaded if missing unless LMFN_OFFLINE=1.",
+    )(f)
     return click.option(
         "-w",
         "--weights",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Weights file (.safetensors with its config in the metadata).",
+        help="Weights file (.safetensors with its config in the metadata) [default: the bundled weights].",
     )(f)
+
+
+def verbose_option(f):
+    """-v/-vv after the command too: ``lmfn deblur -v`` says which weights were used."""
+
+    def raise_level(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if value:
+            level = logging.INFO if value == 1 else logging.DEBUG
+            root = logging.getLogger()
+            root.setLevel(min(root.level, level))
+        return value
+
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=raise_level,
+                        help="More diagnostics on stderr (-vv for debug); same as before the command.")(f)
 
 
 def device_option(f):
@@ -58,9 +84,29 @@ def device_option(f):
     )(f)
 
 
-def _load(weights: Path | None, device_name: str, quiet: bool = False):
+@contextmanager
+def _download_progress(quiet: bool = False) -> Iterator[tuple[Callable[[int, int], None], Callable[[str], None]]]:
+    """(on_progress, describe): download progress as a rich bar on stderr, only on a terminal."""
+    show = not quiet and stderr.is_terminal
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    label = ["download"]
+    tasks: dict[str, int] = {}  # one bar per name, made when its first bytes arrive (not for cache hits)
+    with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
+
+        def on_progress(done: int, total: int) -> None:
+            if label[0] not in tasks:
+                tasks[label[0]] = progress.add_task(label[0], total=total)
+            progress.update(tasks[label[0]], completed=done, total=total)
+
+        def describe(text: str) -> None:
+            label[0] = text
+
+        yield on_progress, describe
+
+
+def _load(weights: Path | None, device_name: str, quiet: bool = False, model_name: str | None = None):
     from .inference import resolve_device
-    from .weights import load_model
+    from .weights import load_model, resolve_weights
 
     try:
         device = resolve_device(device_name)
@@ -68,8 +114,16 @@ def _load(weights: Path | None, device_name: str, quiet: bool = False):
         raise click.BadParameter(str(exc), param_hint="--device") from None
     if device_name == "auto" and device.type == "cpu" and not quiet:
         click.echo("lmfn: note: no CUDA GPU found; running on the CPU (--device cpu hides this note)", err=True)
+    if weights is not None and model_name is not None:
+        raise click.UsageError("give -w/--weights FILE or -m/--model NAME, not both")
     try:
-        return load_model(weights, device=device)
+        with _download_progress(quiet) as (on_progress, describe):
+            if model_name:
+                describe(model_name)
+            path = resolve_weights(weights, model_name, on_progress=on_progress)
+        return load_model(path, device=device)
+    except UnknownWeightsError as exc:
+        raise click.BadParameter(str(exc), param_hint="-m/--model") from None
     except WeightsError as exc:
         raise fail(str(exc), EXIT_NO_WEIGHTS) from None
 
@@ -85,7 +139,7 @@ def main(verbose: int) -> None:
 
     \b
     Example:
-      lmfn deblur shaky/*.jpg -o sharp/ --weights weights/lmfn.safetensors
+      lmfn deblur shaky/*.jpg -o sharp/
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     if stderr.is_terminal:
@@ -154,13 +208,14 @@ def threads_option(f):
 @precision_option
 @tile_options
 @threads_option
+@verbose_option
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
 def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, strip_metadata: bool,
-           overwrite: bool, skip_existing: bool, weights: Path | None, device: str, precision: str, tile: int | None,
-           overlap: int, threads: int | None, max_pixels: int, as_json: bool, quiet: bool) -> None:
+           overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
+           tile: int | None, overlap: int, threads: int | None, max_pixels: int, as_json: bool, quiet: bool) -> None:
     """Deblur images: files, folders (-r for sub-folders), glob patterns, or - for stdin.
 
     Each result is written to OUT under its input's name (plus --suffix) through a temporary
@@ -170,16 +225,19 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     EXIF and the ICC profile are copied. The path of each image written goes to stdout
     (or JSON with --json); progress and errors go to stderr.
 
+    Weights: --weights FILE, else -m NAME from the cache (downloaded if missing), else the
+    default weights bundled with lmfn; -v says which were used.
+
     \b
     Exit codes: 0 all done, 1 some images failed, 2 usage error, 3 no usable weights,
     130/143 interrupted (Ctrl-C / SIGTERM).
 
     \b
     Examples:
-      lmfn deblur shaky/*.jpg -o sharp/ --weights lmfn.safetensors
-      lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -w lmfn.safetensors
-      lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w lmfn.safetensors
-      cat blurry.png | lmfn deblur - -o - -f png -w lmfn.safetensors > sharp.png
+      lmfn deblur shaky/*.jpg -o sharp/
+      lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -m lmfn-synthblur-v0
+      lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w my-weights.safetensors
+      cat blurry.png | lmfn deblur - -o - -f png > sharp.png
     """
     from .batch import Settings
 
@@ -202,9 +260,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         if out == "-":
-            _deblur_to_stdout(inputs[0], fmt, settings, weights, device, quiet)
+            _deblur_to_stdout(inputs[0], fmt, settings, weights, model_name, device, quiet)
         else:
-            _deblur_batch(list(inputs), Path(out), recursive, fmt, suffix, settings, weights, device, as_json, quiet)
+            _deblur_batch(list(inputs), Path(out), recursive, fmt, suffix, settings, weights, model_name, device,
+                          as_json, quiet)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
     except KeyboardInterrupt:
@@ -221,7 +280,8 @@ def _raise_terminated(signum, frame):
     raise _Terminated
 
 
-def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, device: str, quiet: bool) -> None:
+def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, model_name: str | None, device: str,
+                      quiet: bool) -> None:
     from .batch import deblur_picture
     from .images import encode_picture, read_picture
 
@@ -232,7 +292,7 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, dev
             picture = read_picture(Path(source), max_pixels=settings.max_pixels)
     except LMFNError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
-    model = _load(weights, device, quiet)
+    model = _load(weights, device, quiet, model_name)
     try:
         result, _ = deblur_picture(model, picture, settings)
         data = encode_picture(result, fmt, quality=settings.quality, strip_metadata=settings.strip_metadata, name="<stdout>")
@@ -245,7 +305,7 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, dev
 
 
 def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, suffix: str, settings, weights: Path | None,
-                  device: str, as_json: bool, quiet: bool) -> None:
+                  model_name: str | None, device: str, as_json: bool, quiet: bool) -> None:
     from .batch import Record, deblur_file, plan_jobs
 
     started = time.perf_counter()
@@ -258,7 +318,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, s
             click.echo(json.dumps(asdict(r)))
     if not jobs:
         raise fail("no images to deblur", EXIT_FAILED)
-    model = _load(weights, device, quiet)
+    model = _load(weights, device, quiet, model_name)
 
     show = not quiet and stderr.is_terminal
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -499,3 +559,168 @@ main.add_command(
         short_help="Same as 'lmfn info'.",
     )
 )
+
+
+# --- named weights: the registry, the cache, downloads -------------------------------------------
+
+
+def _entries(names: tuple[str, ...]) -> list:
+    """Registry entries for ``names`` (all of them when empty); an unknown name is a usage error."""
+    from .weights import REGISTRY, get_entry
+
+    try:
+        return [get_entry(n) for n in names] if names else list(REGISTRY.values())
+    except UnknownWeightsError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from None
+
+
+@main.command("download-weights")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--force", is_flag=True, help="Download again even if the cache holds a verified copy.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes (errors still show).")
+def download_weights(names: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Download named weights into the cache (no NAME: the default weights).
+
+    Each file is fetched from LMFN_WEIGHTS_URL (default: the project's release assets) into
+    NAME.part, resumed after a broken connection, checked against the registry's size and
+    SHA-256, and only then renamed into the cache (LMFN_CACHE_DIR, default: the user cache
+    folder). A file already cached and verified is not fetched again unless --force. The path of
+    each file goes to stdout. Exit code 3 when a download fails or LMFN_OFFLINE=1 forbids it.
+
+    \b
+    Example:
+      lmfn download-weights
+      LMFN_WEIGHTS_URL=https://mirror.example.org/lmfn/ lmfn download-weights lmfn-synthblur-v0 --force
+    """
+    from .weights import DEFAULT_NAME, cached_path, check_file, fetch
+
+    for entry in _entries(names or (DEFAULT_NAME,)):
+        path = cached_path(entry)
+        if not force and path.is_file():
+            try:
+                check_file(entry, path)
+            except WeightsError:
+                pass  # fetch() says so and downloads it again
+            else:
+                if not quiet:
+                    click.echo(f"lmfn: {entry.name} is in the cache already (SHA-256 verified)", err=True)
+                click.echo(str(path))
+                continue
+        try:
+            with _download_progress(quiet) as (on_progress, describe):
+                describe(entry.name)
+                path = fetch(entry.name, force=force, on_progress=on_progress)
+        except WeightsError as exc:
+            raise fail(str(exc), EXIT_NO_WEIGHTS) from None
+        if not quiet:
+            click.echo(f"lmfn: downloaded {entry.name} ({entry.size:,} bytes, SHA-256 verified)", err=True)
+        click.echo(str(path))
+
+
+@main.group("weights")
+def weights_group() -> None:
+    """Named weights: list them, find their files, verify them.
+
+    \b
+    Example:
+      lmfn weights list
+      lmfn weights path lmfn-synthblur-v0
+      lmfn weights verify
+    """
+
+
+@weights_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per weights instead of a table.")
+def weights_list(as_json: bool) -> None:
+    """List the named weights: size, whether cached (where), default, bundled.
+
+    \b
+    Example:
+      lmfn weights list --json | jq -r 'select(.cached == null) | .name'
+    """
+    from .weights import DEFAULT_NAME, REGISTRY, bundled_path, cached_path, url_for
+
+    rows = []
+    for entry in REGISTRY.values():
+        cached, bundled = cached_path(entry), bundled_path(entry)
+        rows.append({
+            "name": entry.name, "size": entry.size, "sha256": entry.sha256,
+            "cached": str(cached) if cached.is_file() else None,
+            "default": entry.name == DEFAULT_NAME, "bundled": str(bundled) if bundled else None,
+            "url": url_for(entry), "licence": entry.licence, "training_data": entry.training_data,
+            "description": entry.description,
+        })
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    table = Table(title="LMFN weights")
+    for column in ("name", "size", "cached", "default", "bundled", "what"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for r in rows:
+        table.add_row(r["name"], f"{r['size'] / 1e6:.1f} MB", r["cached"] or "no", "yes" if r["default"] else "",
+                      "yes" if r["bundled"] else "", r["description"])
+    Console().print(table)
+
+
+@weights_group.command("path")
+@click.argument("name", required=False, metavar="[NAME]")
+def weights_path(name: str | None) -> None:
+    """Print the file of weights NAME (default: the default weights): cached, else bundled.
+
+    Exit code 3 when there is neither (lmfn download-weights NAME fetches it).
+
+    \b
+    Example:
+      lmfn weights path lmfn-synthblur-v0
+    """
+    from .weights import DEFAULT_NAME, bundled_path, cached_path
+
+    entry = _entries((name or DEFAULT_NAME,))[0]
+    cached, bundled = cached_path(entry), bundled_path(entry)
+    if cached.is_file():
+        click.echo(str(cached))
+    elif bundled is not None:
+        click.echo(str(bundled))
+    else:
+        raise fail(f"{entry.name} is not in the cache ({cached}) nor bundled; "
+                   f"run: lmfn download-weights {entry.name}", EXIT_NO_WEIGHTS)
+
+
+@weights_group.command("verify")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+def weights_verify(names: tuple[str, ...]) -> None:
+    """Recompute the SHA-256 of cached and bundled weights and compare with the registry.
+
+    One line per file on stdout: "ok NAME PATH" or "bad NAME PATH: problem". Exit code 1 if
+    any file is bad, 3 if a NAME given is neither cached nor bundled.
+
+    \b
+    Example:
+      lmfn weights verify lmfn-synthblur-v0
+    """
+    from .weights import bundled_path, cached_path, check_file
+
+    bad = missing = False
+    checked = 0
+    for entry in _entries(names):
+        found = [p for p in (cached_path(entry), bundled_path(entry)) if p is not None and p.is_file()]
+        checked += len(found)
+        for path in found:
+            try:
+                check_file(entry, path)
+            except WeightsError as exc:
+                bad = True
+                click.echo(f"bad {entry.name} {path}: {exc.problem}")
+            else:
+                click.echo(f"ok {entry.name} {path}")
+        if not found and names:
+            missing = True
+            click.echo(f"lmfn: error: {entry.name} is neither cached nor bundled "
+                       f"(run: lmfn download-weights {entry.name})", err=True)
+    if not checked:
+        click.echo("lmfn: no cached or bundled weights to verify", err=True)
+    if bad:
+        raise click.exceptions.Exit(EXIT_FAILED)
+    if missing:
+        raise click.exceptions.Exit(EXIT_NO_WEIGHTS)

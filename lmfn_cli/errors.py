@@ -36,3 +36,18 @@ class ImageError(FileProblem):
 
 class OutputExistsError(ImageError):
     """The output file exists already and overwriting was not asked for."""
+
+
+class UnknownWeightsError(ConfigError):
+    """A weights name that is not in the registry; the message lists the known names."""
+
+
+class DownloadError(WeightsError):
+    """Weights could not be downloaded, or what arrived failed verification; names the URL."""
+
+    def __init__(self, url: str, problem: str):
+        # Not a path: Path() would fold the URL's "//".
+        LMFNError.__init__(self, f"{url}: {problem}")
+        self.path = None
+        self.url = url
+        self.problem = problem

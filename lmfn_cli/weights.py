@@ -9,11 +9,21 @@ A weights file holds the model's tensors (fp32 or fp16) and string metadata:
     ...           anything else the writer adds (training summary, data, licence)
 
 Pickle checkpoints (``torch.save``) are never loaded: unpickling runs arbitrary code.
+
+Named weights live in ``REGISTRY``: each entry pins a file's SHA-256 and size, so a download is
+verified before it lands in the cache (``cache_dir()``). The default entry is also bundled in
+the wheel (``bundled_path()``), so ``load_model()`` works offline right after ``pip install``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Mapping
 
@@ -23,7 +33,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .files import atomic_path
-from .errors import ConfigError, NoWeightsError, WeightsError
+from .errors import ConfigError, DownloadError, NoWeightsError, UnknownWeightsError, WeightsError
 from .model import LMFN, LMFNConfig
 
 log = logging.getLogger(__name__)
@@ -99,15 +109,321 @@ def read_weights(path: str | Path) -> tuple[LMFNConfig, dict[str, torch.Tensor],
     return config, tensors, metadata
 
 
+# --- the registry of named weights ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One named weights file: where it comes from, what it must hash to, and what it is."""
+
+    name: str
+    filename: str
+    """The file's name in the repository's ``weights/``, in the cache and on the server."""
+    sha256: str
+    size: int
+    """Bytes; a download that grows past this is stopped."""
+    licence: str
+    training_data: str
+    config: LMFNConfig
+    description: str
+
+
+REGISTRY: dict[str, WeightsEntry] = {
+    e.name: e
+    for e in (
+        WeightsEntry(
+            name="lmfn-synthblur-v0",
+            filename="lmfn-synthblur-v0.safetensors",
+            sha256="303164dc3302769b5e5d2048c7299c947485605b937d46ec268a6c1fe3be987e",
+            size=2_510_488,
+            licence="research only: trained on photos licensed for non-commercial research (BSDS500)",
+            training_data="BSDS500 train+test and Urban100 with lmfn synth blur; GoPro-style averages "
+            "of one GOPRO_Large training sequence (GOPR0477_11_00)",
+            config=LMFNConfig(global_residual=True),
+            description="lmfn-residual, fp16, 1.6 h on a 2-core CPU: mild sharpening (+0.5 to +0.8 dB)",
+        ),
+    )
+}
+DEFAULT_NAME = "lmfn-synthblur-v0"
+
+# Releases upload every file of weights/ as an asset of the "weights" release; LMFN_WEIGHTS_URL
+# points elsewhere (a mirror, a file server).
+DEFAULT_BASE_URL = "https://github.com/lmfn-project/lmfn/releases/download/weights/"
+BUNDLED_DIR = "bundled"  # inside the lmfn_cli package; setup.py copies the default there
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The registry entry called ``name``; ``UnknownWeightsError`` lists the known names."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownWeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
+
+
+def cache_dir() -> Path:
+    """Where downloaded weights are kept: ``LMFN_CACHE_DIR``, else the user cache dir."""
+    env = os.environ.get("LMFN_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("lmfn", appauthor=False) / "weights"
+
+
+def base_url() -> str:
+    """The URL weights files are fetched from (``LMFN_WEIGHTS_URL`` or the release assets)."""
+    url = os.environ.get("LMFN_WEIGHTS_URL") or DEFAULT_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def url_for(entry: WeightsEntry, base: str | None = None) -> str:
+    """The base URL plus the file's name as it stands in ``weights/``."""
+    base = base_url() if base is None else base if base.endswith("/") else base + "/"
+    return base + entry.filename
+
+
+def is_offline() -> bool:
+    """``LMFN_OFFLINE=1`` (or true/yes): never touch the network."""
+    return os.environ.get("LMFN_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def cached_path(entry: WeightsEntry) -> Path:
+    """Where ``entry`` is (or would be) in the cache."""
+    return cache_dir() / entry.filename
+
+
+def bundled_path(entry: WeightsEntry | None = None) -> Path | None:
+    """The copy of ``entry`` (default: the default weights) that ships with lmfn, or None.
+
+    An installed wheel carries it inside the package; a source checkout or an editable install
+    uses the repository's ``weights/`` folder.
+    """
+    entry = entry or REGISTRY[DEFAULT_NAME]
+    candidates = []
+    try:
+        packaged = resources.files(__package__) / BUNDLED_DIR / entry.filename
+        if isinstance(packaged, Path):  # a zipped install would need extracting; pip never does that
+            candidates.append(packaged)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "pyproject.toml").is_file():  # a source tree, not site-packages
+        candidates.append(checkout / "weights" / entry.filename)
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_file(entry: WeightsEntry, path: Path) -> None:
+    """Raise ``WeightsError`` unless ``path`` has ``entry``'s size and SHA-256."""
+    size = path.stat().st_size
+    if size != entry.size:
+        raise WeightsError(path, f"is {size} bytes, but {entry.name} is {entry.size} bytes "
+                           f"(replace it: lmfn download-weights --force {entry.name})")
+    actual = file_sha256(path)
+    if actual != entry.sha256:
+        raise WeightsError(path, f"SHA-256 {actual} does not match {entry.name}'s {entry.sha256} "
+                           f"(replace it: lmfn download-weights --force {entry.name})")
+
+
+CHUNK_SIZE = 1 << 16
+"""Bytes per read; a connection that drops mid-chunk loses that chunk's bytes, not the file's."""
+
+
+class _Retry(Exception):
+    """A failure worth another attempt: a 5xx, a dropped connection, a short body."""
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def download(
+    entry: WeightsEntry,
+    dest_dir: str | Path,
+    *,
+    base_url: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    retries: int = 4,
+    backoff: float = 1.0,
+    session=None,
+    timeout: float = 30.0,
+) -> Path:
+    """Download ``entry`` into ``dest_dir`` and return its path; only a verified file lands there.
+
+    The bytes stream into ``FILE.part``; after a dropped connection, a short body or a 5xx the
+    download resumes with an HTTP Range request, up to ``retries`` more times, waiting
+    ``backoff * 2**k`` seconds. The size, the SHA-256 and the safetensors header are checked
+    before ``FILE.part`` is renamed to ``FILE`` (an atomic replace). ``on_progress(done, total)``
+    is called as bytes arrive. Raises ``DownloadError`` (404, other HTTP errors, a server that
+    ignores Range, a hash mismatch, giving up), or ``NoWeightsError`` when ``LMFN_OFFLINE`` is set.
+    """
+    import requests
+
+    dest_dir = Path(dest_dir)
+    url = url_for(entry, base_url)
+    final = dest_dir / entry.filename
+    if is_offline():
+        raise NoWeightsError(final, f"LMFN_OFFLINE is set, so {entry.name} is not downloaded; "
+                             f"put the file from {url} at this path")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    part = dest_dir / f"{entry.filename}.part"
+    own_session = session is None
+    session = session or requests.Session()
+    try:
+        failures = 0
+        while True:
+            try:
+                _fetch(session, url, entry, part, timeout, on_progress)
+                break
+            except _Retry as exc:
+                failures += 1
+                if failures > retries:
+                    raise DownloadError(url, f"gave up after {failures} attempts: {exc} "
+                                        f"(run again to resume from {part})") from None
+                wait = backoff * 2 ** (failures - 1)
+                log.warning("%s: %s; retrying in %.0f s (%d of %d)", url, exc, wait, failures, retries)
+                time.sleep(wait)
+    finally:
+        if own_session:
+            session.close()
+    actual = file_sha256(part)
+    if actual != entry.sha256:
+        part.unlink()
+        raise DownloadError(url, f"SHA-256 mismatch: expected {entry.sha256}, got {actual}; "
+                            "the download was deleted and nothing was cached")
+    try:
+        read_weights(part)
+    except WeightsError as exc:
+        part.unlink()
+        raise DownloadError(url, f"not usable LMFN weights ({exc.problem}); the download was deleted") from None
+    os.replace(part, final)
+    log.info("downloaded %s to %s (SHA-256 verified)", url, final)
+    return final
+
+
+def _fetch(session, url: str, entry: WeightsEntry, part: Path, timeout: float,
+           on_progress: ProgressCallback | None) -> None:
+    """One attempt: append to ``part`` from where it stops until it has ``entry.size`` bytes."""
+    import requests
+
+    have = part.stat().st_size if part.exists() else 0
+    if have > entry.size:  # not a prefix of this file: start over
+        part.unlink()
+        have = 0
+    if have == entry.size:
+        return
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    try:
+        with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
+            status = resp.status_code
+            if status == 404:
+                raise DownloadError(url, "not found (HTTP 404); is LMFN_WEIGHTS_URL right?")
+            if status >= 500 or status == 429:
+                raise _Retry(f"HTTP {status} {resp.reason}")
+            if status == 416:  # our partial file does not fit the server's: start over
+                part.unlink()
+                raise _Retry("HTTP 416 (range not satisfiable); restarting from zero")
+            if status not in (200, 206):
+                raise DownloadError(url, f"HTTP {status} {resp.reason}")
+            if have and status == 200:
+                # A full body after a Range request: resuming is impossible with this server.
+                part.unlink()
+                raise DownloadError(url, "the server ignores HTTP Range requests, so the interrupted "
+                                    "download cannot be resumed; the partial file was deleted, "
+                                    "run the command again to start over")
+            if status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                part.unlink()
+                raise DownloadError(url, f"the server answered a request for bytes {have}- with "
+                                    f"{resp.headers.get('Content-Range')!r}; the partial file was deleted")
+            with part.open("ab" if have else "wb") as fh:
+                for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
+                    have += len(chunk)
+                    if have > entry.size:
+                        fh.close()
+                        part.unlink()
+                        raise DownloadError(url, f"the server sent more than the expected {entry.size} "
+                                            "bytes; the download was deleted")
+                    fh.write(chunk)
+                    if on_progress:
+                        on_progress(have, entry.size)
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        raise _Retry(f"connection failed after {have} of {entry.size} bytes ({type(exc).__name__})") from None
+    if have < entry.size:
+        raise _Retry(f"the body ended after {have} of {entry.size} bytes")
+
+
+def fetch(name: str, *, force: bool = False, on_progress: ProgressCallback | None = None, **kwargs) -> Path:
+    """The cached file of weights ``name``, downloading it unless it is there and verified.
+
+    ``force`` downloads again even then. Offline (``LMFN_OFFLINE``), a missing file raises
+    ``NoWeightsError`` naming the path to put it at and the URL to get it from.
+    """
+    entry = get_entry(name)
+    path = cached_path(entry)
+    if not force and path.is_file():
+        try:
+            check_file(entry, path)
+            return path
+        except WeightsError as exc:
+            if is_offline():
+                raise
+            log.warning("%s; downloading it again", exc)
+    if force:
+        Path(f"{path}.part").unlink(missing_ok=True)
+    return download(entry, path.parent, on_progress=on_progress, **kwargs)
+
+
+def resolve_weights(path: str | Path | None = None, name: str | None = None, *,
+                    on_progress: ProgressCallback | None = None) -> Path:
+    """The weights file to use: ``path``; else weights ``name`` from the cache (downloaded if
+    missing, or the bundled copy when that is the same file); else the bundled default.
+
+    Logs (INFO) which one was used.
+    """
+    if path is not None and name is not None:
+        raise ConfigError("give a weights file or a weights name, not both")
+    if path is not None:
+        log.info("weights: %s (--weights)", path)
+        return Path(path)
+    if name is not None:
+        entry = get_entry(name)
+        cached = cached_path(entry)
+        bundled = bundled_path(entry)
+        if not cached.is_file() and bundled is not None:
+            log.info("weights: %s, bundled (%s)", name, bundled)
+            return bundled
+        found = fetch(name, on_progress=on_progress)
+        log.info("weights: %s from the cache (%s)", name, found)
+        return found
+    bundled = bundled_path()
+    if bundled is not None:
+        log.info("weights: bundled default %s (%s)", DEFAULT_NAME, bundled)
+        return bundled
+    cached = cached_path(REGISTRY[DEFAULT_NAME])
+    if cached.is_file():
+        log.info("weights: default %s from the cache (%s)", DEFAULT_NAME, cached)
+        return cached
+    raise NoWeightsError(None, f"this installation has no bundled weights and {DEFAULT_NAME} is not in the "
+                         f"cache ({cached}); run lmfn download-weights, or pass --weights FILE.safetensors")
+
+
 def load_model(
-    path: str | Path | None = None, device: str | torch.device = "cpu"
+    path: str | Path | None = None, device: str | torch.device = "cpu", *, name: str | None = None
 ) -> LMFN:
     """Build the network a weights file describes, load it, and put it in eval mode on ``device``.
 
-    ``path=None`` means the default weights; this version bundles none yet, so it raises
-    ``NoWeightsError``. Any other problem raises ``WeightsError`` naming the file.
+    ``path`` is a weights file; ``name`` a registry name (from the cache, downloaded if missing);
+    neither means the bundled default. Problems raise ``WeightsError`` naming the file.
     """
-    path = resolve_weights(path)
+    # A plain path is not resolved again: the CLI resolves first (and logs which weights) itself.
+    path = Path(path) if path is not None and name is None else resolve_weights(path, name)
     config, tensors, metadata = read_weights(path)
     model = LMFN(config)
     try:
@@ -124,14 +440,3 @@ def load_model(
         raise WeightsError(path, "does not match its own config: " + ", ".join(parts))
     log.info("loaded %s (%s, lmfn %s)", path, metadata.get("variant", "custom"), metadata.get("lmfn_version", "?"))
     return model.to(device).eval()
-
-
-def resolve_weights(path: str | Path | None) -> Path:
-    """The weights file to use: ``path`` if given, else the bundled default (none yet)."""
-    if path is not None:
-        return Path(path)
-    raise NoWeightsError(
-        None,
-        "no trained weights are bundled with this version of lmfn yet; "
-        "pass --weights FILE.safetensors (see weights/README.md)",
-    )

@@ -29,7 +29,7 @@ def photos(tmp_path):
 def test_version_and_help_have_examples(runner):
     result = runner.invoke(main, ["--version"])
     assert result.exit_code == 0 and "lmfn, version" in result.output
-    for cmd in ([], ["deblur"], ["info"], ["models"]):
+    for cmd in ([], ["deblur"], ["info"], ["models"], ["download-weights"], ["weights"], ["weights", "list"]):
         result = runner.invoke(main, [*cmd, "--help"])
         assert result.exit_code == 0 and "Example" in result.output, cmd
 
@@ -91,9 +91,25 @@ def test_output_equal_to_input_is_refused(runner, photos, tiny_weights):
     assert (photos / "p0.png").read_bytes() == before
 
 
-def test_no_or_bad_weights_exit_3(runner, photos, tmp_path):
+def test_deblur_without_weights_uses_the_bundled_default(runner, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("LMFN_OFFLINE", "1")  # the bundled file needs no network
+    monkeypatch.setenv("LMFN_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["deblur", str(photos / "p0.png"), "-o", str(out), "-v", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / "p0.png")
+    assert "weights: bundled default lmfn-synthblur-v0 (" in result.stderr
+    assert read_image(out / "p0.png").shape == (40, 60, 3)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_no_or_bad_weights_exit_3(runner, photos, tmp_path, monkeypatch):
+    from lmfn_cli import weights
+
+    monkeypatch.setattr(weights, "bundled_path", lambda entry=None: None)  # an install without it
+    monkeypatch.setenv("LMFN_CACHE_DIR", str(tmp_path / "cache"))
     result = runner.invoke(main, ["deblur", str(photos), "-o", str(tmp_path / "o")])
-    assert result.exit_code == 3 and "--weights" in result.stderr
+    assert result.exit_code == 3 and "--weights" in result.stderr and "lmfn download-weights" in result.stderr
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     result = runner.invoke(main, ["deblur", str(photos), "-o", str(tmp_path / "o"), "-w", str(bad)])

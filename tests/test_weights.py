@@ -77,11 +77,22 @@ def test_invalid_config_metadata_is_refused(tmp_path, tiny_model):
         load_model(path)
 
 
-def test_missing_file_and_no_default(tmp_path):
+def test_missing_file_and_no_default(tmp_path, monkeypatch):
+    from lmfn_cli import weights
+
     with pytest.raises(WeightsError, match="no such weights file"):
         load_model(tmp_path / "nope.safetensors")
-    with pytest.raises(NoWeightsError, match="--weights"):
+    # An installation without its bundled file and an empty cache: the error says what to do.
+    monkeypatch.setattr(weights, "bundled_path", lambda entry=None: None)
+    monkeypatch.setenv("LMFN_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(NoWeightsError, match="download-weights.*--weights") as info:
         load_model(None)
+    assert str(tmp_path / "cache") in str(info.value)
+
+
+def test_no_path_means_the_bundled_default():
+    model = load_model(None)
+    assert model.config.global_residual and model.config.num_blocks == 4
 
 
 def test_a_header_length_that_looks_like_a_pickle_byte_still_loads(tmp_path, tiny_model):
