@@ -235,7 +235,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     \b
     Examples:
       lmfn deblur shaky/*.jpg -o sharp/
-      lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -m lmfn-synthblur-v0
+      lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -m lmfn-synthblur-v1
       lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w my-weights.safetensors
       cat blurry.png | lmfn deblur - -o - -f png > sharp.png
     """

@@ -113,10 +113,11 @@ def _download(entry, dest, server, **kw):
 # --- the registry ----------------------------------------------------------------------------------
 
 
-def test_registry_entry_matches_the_file_in_weights():
+@pytest.mark.parametrize("name", sorted(W.REGISTRY))
+def test_registry_entries_match_the_files_in_weights(name):
     from lmfn_cli import read_weights
 
-    entry = W.REGISTRY[W.DEFAULT_NAME]
+    entry = W.REGISTRY[name]
     path = ROOT / "weights" / entry.filename
     assert entry.sha256 == W.file_sha256(path)
     assert entry.size == path.stat().st_size
@@ -125,6 +126,12 @@ def test_registry_entry_matches_the_file_in_weights():
     assert meta["variant"] == "lmfn-residual"
     assert entry.licence and entry.training_data
     assert W.url_for(entry, "https://example.org/x") == "https://example.org/x/" + entry.filename
+
+
+def test_the_default_is_in_the_registry_and_in_setup_py():
+    assert W.DEFAULT_NAME in W.REGISTRY
+    assert f'DEFAULT_WEIGHTS = "{W.REGISTRY[W.DEFAULT_NAME].filename}"' in (ROOT / "setup.py").read_text()
+    assert f"include weights/{W.REGISTRY[W.DEFAULT_NAME].filename}" in (ROOT / "MANIFEST.in").read_text()
 
 
 def test_unknown_name_lists_the_known_ones():
