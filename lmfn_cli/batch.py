@@ -7,6 +7,7 @@ on every shell, ``**`` included). Hidden files are skipped in folders.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import time
@@ -164,4 +165,4 @@ def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[in
         raise ImageError(job.src, exc.problem) from None
     write_picture(job.dst, result, format_of(job.dst), quality=settings.quality,
                   strip_metadata=settings.strip_metadata, overwrite=settings.overwrite)
-    return Record(str(job.src), str(job.dst), "ok", record.size, record.seconds, record.tile, record.device, record.precision)
+    return dataclasses.replace(record, input=str(job.src), output=str(job.dst))
