@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ImageError, OutputExistsError
+from .evaluation import Protocol, score_pair, to_tensor
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
 from .model import LMFN
@@ -23,13 +24,14 @@ from .tiling import DEFAULT_OVERLAP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "Record", "Settings", "deblur_file", "deblur_picture", "plan_jobs"]
+__all__ = ["Job", "Record", "Settings", "deblur_file", "deblur_picture", "plan_jobs", "score_result"]
 
 
 @dataclass(frozen=True)
 class Job:
     src: Path
     dst: Path
+    truth: Path | None = None  # ground truth to score the result against (lmfn deblur --gt)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Settings:
     overwrite: bool = False
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    protocol: Protocol = Protocol()  # how results are scored when a job has ground truth
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Record:
     device: str | None = None
     precision: str | None = None
     error: str | None = None
+    truth: str | None = None
+    psnr: float | None = None  # None also for an identical pair (infinite PSNR) in JSON
+    ssim: float | None = None
 
 
 def _has_glob(text: str) -> bool:
@@ -163,6 +169,26 @@ def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[in
         result, record = deblur_picture(model, picture, settings, on_tile)
     except ImageError as exc:
         raise ImageError(job.src, exc.problem) from None
+    scored = {}
+    if job.truth is not None:  # scored before writing: a bad ground truth fails the image, not half of it
+        scored = score_result(result, job, settings.protocol, model)
     write_picture(job.dst, result, format_of(job.dst), quality=settings.quality,
                   strip_metadata=settings.strip_metadata, overwrite=settings.overwrite)
-    return dataclasses.replace(record, input=str(job.src), output=str(job.dst))
+    return dataclasses.replace(record, input=str(job.src), output=str(job.dst), **scored)
+
+
+def score_result(result: Picture, job: Job, protocol: Protocol, model: LMFN) -> dict:
+    """{truth, psnr, ssim} of a deblurred picture against ``job.truth`` (read with the same
+    orientation handling as inputs), on the model's device. PSNR is the full-precision result's,
+    before any lossy encoding of the output (JPEG/WebP)."""
+    device = next(model.parameters()).device
+    try:
+        truth = read_picture(job.truth).pixels
+    except ImageError as exc:
+        raise ImageError(job.src, f"ground truth {job.truth}: {exc.problem}") from None
+    try:
+        s = score_pair(to_tensor(result.pixels, device), to_tensor(truth, device), protocol)
+    except ImageError as exc:
+        raise ImageError(job.src, f"against ground truth {job.truth}: {exc.problem}") from None
+    value = None if s.psnr == float("inf") else round(s.psnr, 4)
+    return {"truth": str(job.truth), "psnr": value, "ssim": round(s.ssim, 6)}

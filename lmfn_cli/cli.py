@@ -27,6 +27,7 @@ from rich.table import Table
 from . import __version__
 from .errors import LMFNError, UnknownWeightsError, WeightsError
 from .images import DEFAULT_MAX_PIXELS, FORMATS
+from .evaluation import SSIM_VARIANTS
 from .inference import PRECISIONS
 from .tiling import DEFAULT_OVERLAP, MIN_TILE
 
@@ -105,6 +106,12 @@ def _download_progress(quiet: bool = False) -> Iterator[tuple[Callable[[int, int
 
 
 def _load(weights: Path | None, device_name: str, quiet: bool = False, model_name: str | None = None):
+    return _load_with_info(weights, device_name, quiet, model_name)[0]
+
+
+def _load_with_info(weights: Path | None, device_name: str, quiet: bool = False, model_name: str | None = None):
+    """(model, info): info names the weights for reports (name, file, SHA-256, parameters)."""
+    from .download import file_sha256
     from .inference import resolve_device
     from .weights import load_model, resolve_weights
 
@@ -121,11 +128,14 @@ def _load(weights: Path | None, device_name: str, quiet: bool = False, model_nam
             if model_name:
                 describe(model_name)
             path = resolve_weights(weights, model_name, on_progress=on_progress)
-        return load_model(path, device=device)
+        model = load_model(path, device=device)
     except UnknownWeightsError as exc:
         raise click.BadParameter(str(exc), param_hint="-m/--model") from None
     except WeightsError as exc:
         raise fail(str(exc), EXIT_NO_WEIGHTS) from None
+    info = {"name": model_name or Path(path).stem, "file": str(path), "sha256": file_sha256(path),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    return model, info
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -191,6 +201,22 @@ def threads_option(f):
     return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch [default: torch's choice].")(f)
 
 
+def protocol_options(f):
+    """--ssim, --y-channel, --crop-border: how results are scored (deblur --gt, bench)."""
+    f = click.option("--crop-border", type=click.IntRange(0), default=0, show_default=True,
+                     help="Pixels dropped on each side before scoring.")(f)
+    f = click.option("--y-channel", is_flag=True, help="Score the BT.601 luma instead of RGB.")(f)
+    return click.option("--ssim", "ssim_variant", type=click.Choice(SSIM_VARIANTS), default=None,
+                        help="SSIM convention: gaussian (Wang et al./scikit-image) or matlab (MATLAB ssim on the "
+                             "RGB volume, as the GoPro/HIDE scripts) [default: matlab for gopro, else gaussian].")(f)
+
+
+def report_option(f):
+    return click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        metavar="FILE.json|FILE.csv",
+                        help="Write per-image scores, means, protocol, model (name, SHA-256), device and version.")(f)
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, metavar="DIR|-",
@@ -211,11 +237,19 @@ def threads_option(f):
 @verbose_option
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
+@click.option("--gt", "gt_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Folder of ground-truth sharp images: score each result (PSNR/SSIM) against its match.")
+@click.option("--pair-by", type=click.Choice(["stem", "order"]), default="stem", show_default=True,
+              help="Match results to --gt files by name (case and extension ignored) or by sorted order.")
+@protocol_options
+@report_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
 def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
-           tile: int | None, overlap: int, threads: int | None, max_pixels: int, as_json: bool, quiet: bool) -> None:
+           tile: int | None, overlap: int, threads: int | None, max_pixels: int, gt_dir: Path | None, pair_by: str,
+           ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None, as_json: bool,
+           quiet: bool) -> None:
     """Deblur images: files, folders (-r for sub-folders), glob patterns, or - for stdin.
 
     Each result is written to OUT under its input's name (plus --suffix) through a temporary
@@ -224,6 +258,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     grayscale stays grayscale, alpha is passed through, EXIF orientation is applied and
     EXIF and the ICC profile are copied. The path of each image written goes to stdout
     (or JSON with --json); progress and errors go to stderr.
+
+    With --gt DIR each result is scored against the ground truth of the same name (PSNR on
+    8-bit RGB, peak 255; SSIM per --ssim): stdout then gets "OUTPUT<TAB>PSNR<TAB>SSIM" lines
+    and a final "mean" line, and --report writes them with the protocol and model to a file.
 
     Weights: --weights FILE, else -m NAME from the cache (downloaded if missing), else the
     default weights bundled with lmfn; -v says which were used.
@@ -238,8 +276,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       lmfn deblur -r holiday/ -o sharp/ --suffix -sharp --skip-existing -m lmfn-synthblur-v1
       lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w my-weights.safetensors
       cat blurry.png | lmfn deblur - -o - -f png > sharp.png
+      lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
     """
     from .batch import Settings
+    from .evaluation import Protocol
 
     if overwrite and skip_existing:
         raise click.UsageError("--overwrite and --skip-existing contradict each other")
@@ -254,8 +294,14 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         import torch
 
         torch.set_num_threads(threads)
+    if (report_path or ssim_variant or y_channel or crop_border or pair_by != "stem") and gt_dir is None:
+        raise click.UsageError("--report, --pair-by, --ssim, --y-channel and --crop-border need --gt DIR")
+    if gt_dir is not None and out == "-":
+        raise click.UsageError("--gt scores a batch written to a folder, not -o -")
+    protocol = Protocol("pairs", ssim_variant or "gaussian", y_channel, crop_border)
     settings = Settings(tile=tile, overlap=overlap, precision=precision, quality=quality, strip_metadata=strip_metadata,
-                        overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None)
+                        overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None,
+                        protocol=protocol)
     # SIGTERM (kill, a cluster's time limit) unwinds like Ctrl-C, so temporary files are removed.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -263,7 +309,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
             _deblur_to_stdout(inputs[0], fmt, settings, weights, model_name, device, quiet)
         else:
             _deblur_batch(list(inputs), Path(out), recursive, fmt, suffix, settings, weights, model_name, device,
-                          as_json, quiet)
+                          as_json, quiet, _Scoring(gt_dir, pair_by, report_path) if gt_dir else None)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
     except KeyboardInterrupt:
@@ -304,8 +350,41 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, mod
     stream.flush()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Scoring:
+    gt_dir: Path
+    pair_by: str
+    report: Path | None
+
+
+def _attach_truth(jobs: list, scoring: _Scoring, recursive: bool) -> list:
+    """Jobs with their ground truth; warnings for inputs without one and unused ground truth."""
+    from .batch import expand_inputs
+    from .evaluation import pair_by_order, pair_by_stem
+
+    truths = [t for t, _ in expand_inputs([str(scoring.gt_dir)], recursive=recursive)[0]]
+    if not truths:
+        raise fail(f"{scoring.gt_dir}: no ground-truth images", EXIT_FAILED)
+    pairing = pair_by_stem if scoring.pair_by == "stem" else pair_by_order
+    try:
+        found, lonely, unused = pairing([j.src for j in jobs], truths)
+    except LMFNError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    for src in lonely:
+        logging.getLogger("lmfn").warning("%s: no ground truth in %s; not scored", src, scoring.gt_dir)
+    if unused:
+        shown = ", ".join(str(t.name) for t in unused[:5]) + (", ..." if len(unused) > 5 else "")
+        logging.getLogger("lmfn").warning("%d ground-truth file(s) match no input: %s", len(unused), shown)
+    return [dataclasses.replace(j, truth=found.get(j.src)) for j in jobs]
+
+
+def _score_line(record) -> str:
+    value = "inf" if record.psnr is None else f"{record.psnr:.2f}"
+    return f"{record.output}\t{value}\t{record.ssim:.4f}"
+
+
 def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, suffix: str, settings, weights: Path | None,
-                  model_name: str | None, device: str, as_json: bool, quiet: bool) -> None:
+                  model_name: str | None, device: str, as_json: bool, quiet: bool, scoring: _Scoring | None = None) -> None:
     from .batch import Record, deblur_file, plan_jobs
 
     started = time.perf_counter()
@@ -318,7 +397,9 @@ def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, s
             click.echo(json.dumps(asdict(r)))
     if not jobs:
         raise fail("no images to deblur", EXIT_FAILED)
-    model = _load(weights, device, quiet, model_name)
+    if scoring:
+        jobs = _attach_truth(jobs, scoring, recursive)
+    model, model_info = _load_with_info(weights, device, quiet, model_name)
 
     show = not quiet and stderr.is_terminal
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -340,17 +421,46 @@ def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, s
             records.append(record)
             if as_json:
                 click.echo(json.dumps(asdict(record)))
+            elif record.status == "ok" and record.ssim is not None:
+                click.echo(_score_line(record))
             elif record.status == "ok":
                 click.echo(record.output)
             progress.advance(overall)
 
     counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed")}
+    if scoring:
+        _finish_scoring(records, scoring, settings, model_info, as_json)
     if not quiet or counts["failed"]:
         skipped = f", {counts['skipped']} skipped (exist already)" if counts["skipped"] else ""
         click.echo(f"lmfn: {counts['ok']} deblurred{skipped}, {counts['failed']} failed "
                    f"in {time.perf_counter() - started:.1f} s", err=True)
     if counts["failed"]:
         raise click.exceptions.Exit(EXIT_FAILED)
+
+
+def _finish_scoring(records: list, scoring: _Scoring, settings, model_info: dict, as_json: bool) -> None:
+    """The mean line on stdout (not with --json) and the --report file."""
+    from .evaluation import Report, Score, summarise, write_report
+
+    scores = [Score(r.output or r.input, float("inf") if r.psnr is None else r.psnr, r.ssim,
+                    r.seconds) for r in records if r.status == "ok" and r.ssim is not None]
+    mean = summarise(scores)
+    if scores and not as_json:
+        psnr = "inf" if mean["psnr"] is None else f"{mean['psnr']:.2f}"
+        click.echo(f"mean ({len(scores)} images)\t{psnr}\t{mean['ssim']:.4f}")
+    if not scores:
+        logging.getLogger("lmfn").warning("no image was scored against ground truth")
+    if scoring.report:
+        ran = [r for r in records if r.status == "ok" and r.device]
+        tiles = sorted({r.tile for r in ran})
+        run = {"device": ran[0].device if ran else None, "precision": ran[0].precision if ran else None,
+               "tile": tiles[0] if len(tiles) == 1 else tiles, "overlap": settings.overlap,
+               "ground_truth": str(scoring.gt_dir), "pair_by": scoring.pair_by, "version": __version__}
+        report = Report("deblur", settings.protocol.as_dict(), model_info, run, scores, mean)
+        try:
+            write_report(scoring.report, report)
+        except (LMFNError, OSError) as exc:
+            raise fail(f"{scoring.report}: cannot write the report: {exc}", EXIT_FAILED) from None
 
 
 @main.command()
@@ -517,6 +627,131 @@ def synth(inputs: tuple[Path, ...], out_dir: Path, seed: int, kernels: str | Non
     except LMFNError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     click.echo(f"{len(infos)} pairs in {out_dir}")
+
+
+@main.command()
+@click.option("-d", "--dataset", required=True, metavar="kohler|gopro|PATH",
+              help="kohler (downloaded and cached), gopro (GOPRO_Large test split, --root or LMFN_GOPRO_URL), "
+                   "or a folder of pairs: blur/ + sharp/ or input/ + target/.")
+@click.option("--root", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A local copy: the extracted Köhler benchmark, or GOPRO_Large (or its test/ folder).")
+@click.option("--blur-variant", type=click.Choice(["blur", "blur_gamma"]), default="blur", show_default=True,
+              help="GoPro: the blurry images to use (blur_gamma: averaged in linear light).")
+@protocol_options
+@click.option("--baseline/--no-baseline", default=True, show_default=True, help="Also score the blurry input.")
+@click.option("--compare-paper", is_flag=True, help="Put the paper's table (GoPro: Table 1, Köhler: Table 2) above our rows.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (a quick run).")
+@report_option
+@weights_option
+@device_option
+@precision_option
+@tile_options
+@threads_option
+@verbose_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole report as one JSON object on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes (errors still show).")
+def bench(dataset: str, root: Path | None, blur_variant: str, ssim_variant: str | None, y_channel: bool, crop_border: int,
+          baseline: bool, compare_paper: bool, limit: int | None, report_path: Path | None, weights: Path | None,
+          model_name: str | None, device: str, precision: str, tile: int | None, overlap: int, threads: int | None,
+          as_json: bool, quiet: bool) -> None:
+    """Score the model on a benchmark with its published protocol, in the paper's table layout.
+
+    \b
+    kohler  Köhler et al. 2012, 48 real camera-shake photos: best PSNR over each trajectory's
+            sharp frames after gain + shift correction, on luma (the benchmark's own protocol).
+    gopro   GOPRO_Large test split (1,111 pairs): PSNR on 8-bit RGB, MATLAB SSIM.
+    PATH    any folder of pairs, scored like GoPro (SSIM: gaussian unless --ssim).
+
+    The table (stdout) has PSNR, SSIM, model size, time per image (network only, after one
+    untimed warm-up image) and device; --json prints the report instead, --report writes it.
+
+    \b
+    Exit codes: 0 done, 1 some images failed (means are over the rest), 2 usage error,
+    3 no usable weights.
+
+    \b
+    Examples:
+      lmfn bench --dataset kohler --compare-paper
+      lmfn bench --dataset gopro --root ~/data/GOPRO_Large --report gopro.json
+      lmfn bench --dataset my-pairs/ --limit 10 --ssim matlab
+    """
+    from . import bench as bench_lib
+    from . import datasets
+    from .evaluation import Protocol
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    name = dataset.lower()
+    if name not in ("kohler", "gopro"):
+        if not Path(dataset).is_dir():
+            raise click.BadParameter(f"{dataset!r} is not kohler, gopro or a folder", param_hint="--dataset")
+        root, name = Path(dataset), "pairs"
+    if compare_paper and name == "pairs":
+        raise click.UsageError("--compare-paper needs --dataset kohler or gopro (the paper has no table for a folder)")
+    try:
+        protocol = Protocol("kohler" if name == "kohler" else "pairs", ssim_variant or bench_lib.DEFAULT_SSIM[name],
+                            y_channel, crop_border)
+    except LMFNError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:
+        if root is None:
+            with _download_progress(quiet) as (on_progress, describe):
+                def progress(archive: str, done: int, total: int | None) -> None:
+                    describe(archive)
+                    on_progress(done, total or 0)
+
+                root = datasets.fetch_kohler(progress) if name == "kohler" else datasets.fetch_gopro(on_progress=progress)
+        items, warnings = bench_lib.items_for(name, root, blur_variant=blur_variant)
+    except LMFNError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    for w in warnings:
+        logging.getLogger("lmfn").warning("%s", w)
+    if limit:
+        items = items[:limit]
+    model, model_info = _load_with_info(weights, device, quiet, model_name)
+
+    show = not quiet and stderr.is_terminal
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    failures: list[str] = []
+    with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
+        task = progress.add_task(name, total=len(items))
+
+        def on_item(score, base) -> None:
+            progress.update(task, description=f"{score.name}: {score.psnr:.2f} dB")
+            progress.advance(task)
+
+        def on_error(item, exc) -> None:
+            failures.append(item.name)
+            click.echo(f"lmfn: error: {exc}", err=True)
+            progress.advance(task)
+
+        scores, base, facts = bench_lib.run(model, items, protocol, tile=tile, overlap=overlap, precision=precision,
+                                            baseline=baseline, on_item=on_item, on_error=on_error)
+    extra = {"root": str(root), "limit": limit, "overlap": overlap, "failed": failures}
+    if name == "gopro":
+        extra["blur_variant"] = blur_variant
+    rep = bench_lib.report(name, protocol, model_info, facts, scores, base, **extra)
+    if as_json:
+        click.echo(json.dumps(rep.as_dict(), allow_nan=False))
+    elif scores:
+        rows = bench_lib.table(rep, compare_paper=name if compare_paper else None)
+        header = ("method", "PSNR", "SSIM", "size", "time/img", "device")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    if not quiet:
+        click.echo(f"lmfn: {len(scores)} images, protocol: {protocol.describe()}", err=True)
+    if report_path:
+        from .evaluation import write_report
+
+        try:
+            write_report(report_path, rep)
+        except (LMFNError, OSError) as exc:
+            raise fail(f"{report_path}: cannot write the report: {exc}", EXIT_FAILED) from None
+    if failures or not scores:
+        raise fail(f"{len(failures)} of {len(items)} images failed", EXIT_FAILED)
 
 
 @main.command("info")

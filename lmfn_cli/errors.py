@@ -42,8 +42,11 @@ class UnknownWeightsError(ConfigError):
     """A weights name that is not in the registry; the message lists the known names."""
 
 
-class DownloadError(WeightsError):
-    """Weights could not be downloaded, or what arrived failed verification; names the URL."""
+class FetchError(LMFNError):
+    """A download failed, or what arrived failed verification; ``str()`` is one line: ``URL: problem``.
+
+    The base of ``DownloadError`` (weights) and ``DatasetDownloadError`` (benchmark datasets).
+    """
 
     def __init__(self, url: str, problem: str):
         # Not a path: Path() would fold the URL's "//".
@@ -51,3 +54,20 @@ class DownloadError(WeightsError):
         self.path = None
         self.url = url
         self.problem = problem
+
+
+class DownloadError(FetchError, WeightsError):
+    """Weights could not be downloaded, or what arrived failed verification; names the URL."""
+
+
+class DatasetError(FileProblem):
+    """A benchmark dataset that cannot be found, fetched, extracted or paired; names the path."""
+
+
+class DatasetDownloadError(FetchError, DatasetError):
+    """A dataset archive could not be downloaded, or failed its checksum; names the URL."""
+
+
+class ArchiveError(DatasetError):
+    """An archive that cannot be extracted safely: corrupt, or a member that would land outside
+    the target folder (absolute, ``..``, a link pointing out) or is a device file."""

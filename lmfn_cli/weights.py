@@ -17,11 +17,8 @@ the wheel (``bundled_path()``), so ``load_model()`` works offline right after ``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .download import CHUNK_SIZE, ProgressCallback, download_file, file_sha256, is_offline  # noqa: F401
 from .files import atomic_path
 from .errors import ConfigError, DownloadError, NoWeightsError, UnknownWeightsError, WeightsError
 from .model import LMFN, LMFNConfig
@@ -193,11 +191,6 @@ def url_for(entry: WeightsEntry, base: str | None = None) -> str:
     return base + entry.filename
 
 
-def is_offline() -> bool:
-    """``LMFN_OFFLINE=1`` (or true/yes): never touch the network."""
-    return os.environ.get("LMFN_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
 def cached_path(entry: WeightsEntry) -> Path:
     """Where ``entry`` is (or would be) in the cache."""
     return cache_dir() / entry.filename
@@ -223,15 +216,6 @@ def bundled_path(entry: WeightsEntry | None = None) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_file(entry: WeightsEntry, path: Path) -> None:
     """Raise ``WeightsError`` unless ``path`` has ``entry``'s size and SHA-256."""
     size = path.stat().st_size
@@ -242,17 +226,6 @@ def check_file(entry: WeightsEntry, path: Path) -> None:
     if actual != entry.sha256:
         raise WeightsError(path, f"SHA-256 {actual} does not match {entry.name}'s {entry.sha256} "
                            f"(replace it: lmfn download-weights --force {entry.name})")
-
-
-CHUNK_SIZE = 1 << 16
-"""Bytes per read; a connection that drops mid-chunk loses that chunk's bytes, not the file's."""
-
-
-class _Retry(Exception):
-    """A failure worth another attempt: a 5xx, a dropped connection, a short body."""
-
-
-ProgressCallback = Callable[[int, int], None]
 
 
 def download(
@@ -274,100 +247,24 @@ def download(
     before ``FILE.part`` is renamed to ``FILE`` (an atomic replace). ``on_progress(done, total)``
     is called as bytes arrive. Raises ``DownloadError`` (404, other HTTP errors, a server that
     ignores Range, a hash mismatch, giving up), or ``NoWeightsError`` when ``LMFN_OFFLINE`` is set.
+    (The transfer itself is ``lmfn_cli.download.download_file``, shared with the datasets.)
     """
-    import requests
-
     dest_dir = Path(dest_dir)
     url = url_for(entry, base_url)
     final = dest_dir / entry.filename
     if is_offline():
         raise NoWeightsError(final, f"LMFN_OFFLINE is set, so {entry.name} is not downloaded; "
                              f"put the file from {url} at this path")
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    part = dest_dir / f"{entry.filename}.part"
-    own_session = session is None
-    session = session or requests.Session()
-    try:
-        failures = 0
-        while True:
-            try:
-                _fetch(session, url, entry, part, timeout, on_progress)
-                break
-            except _Retry as exc:
-                failures += 1
-                if failures > retries:
-                    raise DownloadError(url, f"gave up after {failures} attempts: {exc} "
-                                        f"(run again to resume from {part})") from None
-                wait = backoff * 2 ** (failures - 1)
-                log.warning("%s: %s; retrying in %.0f s (%d of %d)", url, exc, wait, failures, retries)
-                time.sleep(wait)
-    finally:
-        if own_session:
-            session.close()
-    actual = file_sha256(part)
-    if actual != entry.sha256:
-        part.unlink()
-        raise DownloadError(url, f"SHA-256 mismatch: expected {entry.sha256}, got {actual}; "
-                            "the download was deleted and nothing was cached")
-    try:
-        read_weights(part)
-    except WeightsError as exc:
-        part.unlink()
-        raise DownloadError(url, f"not usable LMFN weights ({exc.problem}); the download was deleted") from None
-    os.replace(part, final)
-    log.info("downloaded %s to %s (SHA-256 verified)", url, final)
-    return final
 
+    def usable(part: Path) -> None:
+        try:
+            read_weights(part)
+        except WeightsError as exc:
+            raise DownloadError(url, f"not usable LMFN weights ({exc.problem}); the download was deleted") from None
 
-def _fetch(session, url: str, entry: WeightsEntry, part: Path, timeout: float,
-           on_progress: ProgressCallback | None) -> None:
-    """One attempt: append to ``part`` from where it stops until it has ``entry.size`` bytes."""
-    import requests
-
-    have = part.stat().st_size if part.exists() else 0
-    if have > entry.size:  # not a prefix of this file: start over
-        part.unlink()
-        have = 0
-    if have == entry.size:
-        return
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        with session.get(url, headers=headers, stream=True, timeout=timeout) as resp:
-            status = resp.status_code
-            if status == 404:
-                raise DownloadError(url, "not found (HTTP 404); is LMFN_WEIGHTS_URL right?")
-            if status >= 500 or status == 429:
-                raise _Retry(f"HTTP {status} {resp.reason}")
-            if status == 416:  # our partial file does not fit the server's: start over
-                part.unlink()
-                raise _Retry("HTTP 416 (range not satisfiable); restarting from zero")
-            if status not in (200, 206):
-                raise DownloadError(url, f"HTTP {status} {resp.reason}")
-            if have and status == 200:
-                # A full body after a Range request: resuming is impossible with this server.
-                part.unlink()
-                raise DownloadError(url, "the server ignores HTTP Range requests, so the interrupted "
-                                    "download cannot be resumed; the partial file was deleted, "
-                                    "run the command again to start over")
-            if status == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                part.unlink()
-                raise DownloadError(url, f"the server answered a request for bytes {have}- with "
-                                    f"{resp.headers.get('Content-Range')!r}; the partial file was deleted")
-            with part.open("ab" if have else "wb") as fh:
-                for chunk in resp.iter_content(chunk_size=CHUNK_SIZE):
-                    have += len(chunk)
-                    if have > entry.size:
-                        fh.close()
-                        part.unlink()
-                        raise DownloadError(url, f"the server sent more than the expected {entry.size} "
-                                            "bytes; the download was deleted")
-                    fh.write(chunk)
-                    if on_progress:
-                        on_progress(have, entry.size)
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-        raise _Retry(f"connection failed after {have} of {entry.size} bytes ({type(exc).__name__})") from None
-    if have < entry.size:
-        raise _Retry(f"the body ended after {have} of {entry.size} bytes")
+    return download_file(url, final, sha256=entry.sha256, size=entry.size, session=session, retries=retries,
+                         backoff=backoff, timeout=timeout, on_progress=on_progress, check=usable,
+                         error=DownloadError, not_found_hint="is LMFN_WEIGHTS_URL right?")
 
 
 def fetch(name: str, *, force: bool = False, on_progress: ProgressCallback | None = None, **kwargs) -> Path:
