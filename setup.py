@@ -11,7 +11,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = "lmfn-synthblur-v1.safetensors"  # lmfn_cli.weights.REGISTRY's default entry
+DEFAULT_WEIGHTS = "lmfn-synthblur-v2.safetensors"  # lmfn_cli.weights.REGISTRY's default entry
 
 
 class BuildPyWithWeights(build_py):

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import __version__
@@ -114,7 +115,13 @@ class _Frames(Sequence):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return to_tensor(_read(self.paths[i]), self.device)
+        pixels = _read(self.paths[i])
+        if pixels.dtype == np.uint8 and pixels.ndim == 3 and pixels.shape[2] in (3, 4):
+            # Exact 8-bit levels, as eval_image.m reads the frames: a float32 copy in [0,1] is off
+            # by rounding once scaled back to 0..255 (a frame identical to the image scored 165 dB,
+            # not inf, and that went into the mean).
+            return torch.from_numpy(np.array(pixels[..., :3], order="C")).permute(2, 0, 1).to(self.device)
+        return to_tensor(pixels, self.device)
 
 
 def _score(protocol: Protocol, image: torch.Tensor, truths: list[torch.Tensor], name: str) -> Score:

@@ -211,9 +211,16 @@ def protocol_options(f):
                              "RGB volume, as the GoPro/HIDE scripts) [default: matlab for gopro, else gaussian].")(f)
 
 
+def _check_report_suffix(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Refuse a report name write_report cannot write now, not after a whole benchmark has run."""
+    if value is not None and value.suffix.lower() not in (".json", ".csv"):
+        raise click.BadParameter(f"{value}: a report must end in .json or .csv", ctx=ctx, param=param)
+    return value
+
+
 def report_option(f):
     return click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        metavar="FILE.json|FILE.csv",
+                        metavar="FILE.json|FILE.csv", callback=_check_report_suffix,
                         help="Write per-image scores, means, protocol, model (name, SHA-256), device and version.")(f)
 
 

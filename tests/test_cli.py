@@ -98,7 +98,7 @@ def test_deblur_without_weights_uses_the_bundled_default(runner, photos, tmp_pat
     result = runner.invoke(main, ["deblur", str(photos / "p0.png"), "-o", str(out), "-v", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out / "p0.png")
-    assert "weights: bundled default lmfn-synthblur-v1 (" in result.stderr
+    assert "weights: bundled default lmfn-synthblur-v2 (" in result.stderr
     assert read_image(out / "p0.png").shape == (40, 60, 3)
     assert not (tmp_path / "cache").exists()
 
