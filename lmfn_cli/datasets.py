@@ -112,13 +112,15 @@ KOHLER = DatasetSource(
 # GoPro (GOPRO_Large). The authors' page links GOPRO_Large.zip on Google Drive (file id
 # 1y4wvPdOG3mojpFCHTqLgriexhbjoWVkK, not a direct download) and on their lab's server
 # (http://data.cv.snu.ac.kr:8008/webdav/dataset/GOPRO/GOPRO_Large.zip), with no checksum
-# (github.com/SeungjunNah/seungjunnah.github.io, Datasets/gopro.md, commit 11d02fb2b9ee...). Many
-# projects use https://huggingface.co/datasets/snah/GOPRO_Large/resolve/main/GOPRO_Large.zip;
-# third-party scripts pin its SHA-256 as
-# 24532c036712515cf33803704421311c91f6a080e76049d7e5e7fd22389f128e (not published by the
-# authors, so not a default here: give it as LMFN_GOPRO_SHA256 if you trust it).
+# (github.com/SeungjunNah/seungjunnah.github.io, Datasets/gopro.md, commit 11d02fb2b9ee...).
+# The default here is the Hugging Face dataset snah/GOPRO_Large at a pinned revision, whose
+# SHA-256 two independent projects pin identically (one of them at this revision); the authors
+# publish none, so a mismatch is an error that names both hashes, never a silent use.
 GOPRO_HOMEPAGE = "https://seungjunnah.github.io/Datasets/gopro"
 GOPRO_ARCHIVE = "GOPRO_Large.zip"
+GOPRO_URL = ("https://huggingface.co/datasets/snah/GOPRO_Large/resolve/"
+             "592978466ae510d2734b199cad2fc79a346bda1c/GOPRO_Large.zip")
+GOPRO_SHA256 = "24532c036712515cf33803704421311c91f6a080e76049d7e5e7fd22389f128e"
 GOPRO_URL_ENV = "LMFN_GOPRO_URL"
 GOPRO_SHA256_ENV = "LMFN_GOPRO_SHA256"
 
@@ -441,23 +443,17 @@ def fetch_kohler(on_progress: DatasetProgress | None = None, *, base_url: str | 
 
 def fetch_gopro(url: str | None = None, sha256: str | None = None, *, on_progress: DatasetProgress | None = None,
                 keep_archives: bool = False, **download_kwargs) -> Path:
-    """GOPRO_Large, downloaded from ``url`` (or ``LMFN_GOPRO_URL``), verified against ``sha256``
-    (or ``LMFN_GOPRO_SHA256``) and extracted into ``data_dir()/gopro`` unless it is there
-    already; returns that folder for ``gopro_items``.
-
-    GoPro's authors publish no direct download with a checksum, so there is no default URL:
-    without one this raises ``DatasetError`` saying how to get the dataset and pass its path.
+    """GOPRO_Large (about 9 GB), downloaded from ``url`` (or ``LMFN_GOPRO_URL``, else
+    ``GOPRO_URL``), verified against ``sha256`` (or ``LMFN_GOPRO_SHA256``; ``GOPRO_SHA256`` for the
+    default URL) and extracted into ``data_dir()/gopro`` unless it is there already; returns that
+    folder for ``gopro_items``. Another URL needs its own SHA-256: lmfn downloads only what it can
+    verify.
     """
     root = data_dir() / "gopro"
     if is_extracted(root):
         return root
-    url = url or os.environ.get(GOPRO_URL_ENV)
-    sha256 = (sha256 or os.environ.get(GOPRO_SHA256_ENV) or "").strip().lower()
-    if not url:
-        raise DatasetError(None, f"GoPro (GOPRO_Large) has no download with a published checksum, so lmfn does not "
-                           f"fetch it by itself: download {GOPRO_ARCHIVE} from {GOPRO_HOMEPAGE}, unzip it and pass "
-                           f"the GOPRO_Large folder's path (e.g. --dataset gopro:PATH), or set {GOPRO_URL_ENV} and "
-                           f"{GOPRO_SHA256_ENV} to have lmfn download and verify it")
+    url = url or os.environ.get(GOPRO_URL_ENV) or GOPRO_URL
+    sha256 = (sha256 or os.environ.get(GOPRO_SHA256_ENV) or (GOPRO_SHA256 if url == GOPRO_URL else "")).strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise DatasetError(None, f"{GOPRO_URL_ENV} is given but {GOPRO_SHA256_ENV} is "
                            f"{'missing' if not sha256 else 'not a SHA-256 (64 hex digits)'}: lmfn downloads "

@@ -295,11 +295,20 @@ def test_kohler_items_explains_what_is_missing(tmp_path):
 # --- GoPro ---------------------------------------------------------------------------------------------
 
 
-def test_fetch_gopro_needs_a_url_and_a_checksum(env, server, monkeypatch):
-    with pytest.raises(DatasetError) as info:
-        D.fetch_gopro()
-    message = str(info.value)
-    assert D.GOPRO_HOMEPAGE in message and "LMFN_GOPRO_URL" in message and "gopro:PATH" in message
+def test_fetch_gopro_defaults_to_the_pinned_mirror_and_its_checksum(env, monkeypatch):
+    seen = {}
+
+    def fake_fetch(source, **kwargs):
+        seen["archive"] = source.archives[0]
+        return env / "gopro"
+
+    monkeypatch.setattr(D, "fetch_dataset", fake_fetch)
+    D.fetch_gopro()
+    assert seen["archive"].url == D.GOPRO_URL and seen["archive"].sha256 == D.GOPRO_SHA256
+    assert "/resolve/" in D.GOPRO_URL and "/main/" not in D.GOPRO_URL  # a pinned revision, not a moving branch
+
+
+def test_fetch_gopro_another_url_needs_its_own_checksum(env, server, monkeypatch):
     monkeypatch.setenv("LMFN_GOPRO_URL", server.base_url + "GOPRO_Large.zip")
     with pytest.raises(DatasetError, match="LMFN_GOPRO_SHA256 is missing"):
         D.fetch_gopro()
