@@ -201,6 +201,14 @@ def threads_option(f):
     return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch [default: torch's choice].")(f)
 
 
+def model_run_options(f):
+    """Which weights, and how the network runs: -w/-m, --device, --precision, --tile,
+    --tile-overlap, --threads, -v (deblur, bench)."""
+    for option in (verbose_option, threads_option, tile_options, precision_option, device_option, weights_option):
+        f = option(f)
+    return f
+
+
 def protocol_options(f):
     """--ssim, --y-channel, --crop-border: how results are scored (deblur --gt, bench)."""
     f = click.option("--crop-border", type=click.IntRange(0), default=0, show_default=True,
@@ -236,12 +244,7 @@ def report_option(f):
 @click.option("--strip-metadata", is_flag=True, help="Do not copy EXIF and the ICC profile to the outputs.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already alone (resume a batch).")
-@weights_option
-@device_option
-@precision_option
-@tile_options
-@threads_option
-@verbose_option
+@model_run_options
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
 @click.option("--gt", "gt_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
@@ -649,12 +652,7 @@ def synth(inputs: tuple[Path, ...], out_dir: Path, seed: int, kernels: str | Non
 @click.option("--compare-paper", is_flag=True, help="Put the paper's table (GoPro: Table 1, Köhler: Table 2) above our rows.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N images (a quick run).")
 @report_option
-@weights_option
-@device_option
-@precision_option
-@tile_options
-@threads_option
-@verbose_option
+@model_run_options
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes (errors still show).")
 def bench(dataset: str, root: Path | None, blur_variant: str, ssim_variant: str | None, y_channel: bool, crop_border: int,
