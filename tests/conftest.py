@@ -1,13 +1,15 @@
-"""Shared fixtures: a tiny LMFN, its weights file, and small generated images."""
+"""Shared fixtures: a tiny LMFN, its weights file, small generated images, a local HTTP file server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from http_server import Server, serve
 from lmfn_cli import LMFN, LMFNConfig, save_weights
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -31,6 +33,20 @@ def tiny_model() -> LMFN:
 @pytest.fixture
 def tiny_weights(tmp_path, tiny_model) -> Path:
     return save_weights(tiny_model, tmp_path / "tiny.safetensors", variant="tiny-test")
+
+
+@pytest.fixture
+def server_path() -> str:
+    """The URL path ``server`` serves its files under; a test module may override this fixture."""
+    return "/"
+
+
+@pytest.fixture
+def server(server_path) -> Iterator[Server]:
+    """A file server on 127.0.0.1 with Range support, fault injection and a request log
+    (see http_server.py)."""
+    with serve(server_path) as state:
+        yield state
 
 
 def natural_like(h: int, w: int, seed: int = 0) -> np.ndarray:

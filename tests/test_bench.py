@@ -15,10 +15,7 @@ import hashlib
 import io
 import json
 import math
-import threading
-import zipfile
 from dataclasses import replace
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +24,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import natural_like
+from test_datasets import _png, _zip
 from test_metrics import FRAME_OFFSETS, IMAGES, SKIMAGE_SSIM, _eval_image_reference, _kohler_scene
 from test_metrics import H as KH
 from test_metrics import W as KW
@@ -253,20 +251,6 @@ SHIFT = (2, -3)  # Blurry1_2[i, j] = frame 4's view of the scene at [i + 2, j - 
 GAIN = 0.9
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def _png(img: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _u8(x: np.ndarray) -> np.ndarray:
     """(3,H,W) float in [0,1] -> (H,W,3) uint8."""
     return np.clip(np.rint(x * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
@@ -289,39 +273,19 @@ def mini_kohler() -> tuple[dict[str, bytes], dict[int, list[np.ndarray]], dict[i
 
 
 @pytest.fixture
-def kohler_server(tmp_path, monkeypatch):
-    """The mini Köhler archives on http://127.0.0.1, LMFN_KOHLER_URL pointing there, the registry's
-    checksums replaced by theirs, LMFN_DATA_DIR in tmp_path. Yields (frames, blurry, requests)."""
+def kohler_server(server, tmp_path, monkeypatch):
+    """The mini Köhler archives on the local file server (conftest.py), LMFN_KOHLER_URL pointing
+    there, the registry's checksums replaced by theirs, LMFN_DATA_DIR in tmp_path. Returns (frames,
+    blurry, requests): the server's request log."""
     files, frames, blurry = mini_kohler()
-    www = tmp_path / "www"
-    www.mkdir()
-    for name, data in files.items():
-        (www / name).write_bytes(data)
-    requests: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(www), **kwargs)
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            requests.append(self.path)
-            super().do_GET()
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    monkeypatch.setenv("LMFN_KOHLER_URL", f"http://127.0.0.1:{httpd.server_address[1]}/")
+    server.files.update(files)
+    monkeypatch.setenv("LMFN_KOHLER_URL", server.base_url)
     monkeypatch.setenv("LMFN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.delenv("LMFN_OFFLINE", raising=False)
     archives = tuple(D.Archive(name, md5=hashlib.md5(data).hexdigest()) for name, data in files.items())
     monkeypatch.setattr(D, "KOHLER", replace(D.KOHLER, archives=archives))
-    yield frames, blurry, requests
-    httpd.shutdown()
-    httpd.server_close()
+    return frames, blurry, server.requests
 
 
 def _reference(restored: np.ndarray, frames: list[np.ndarray]) -> tuple[float, int, tuple[int, int], float]:
@@ -336,7 +300,7 @@ def test_bench_kohler_downloads_scores_like_eval_image_and_compares_with_the_pap
     frames, blurry, requests = kohler_server
     result = lmfn("bench", "--dataset", "kohler", "--json", weights=tiny_weights)
     assert result.exit_code == 0, result.output
-    assert sorted(requests) == ["/BlurryImages.zip", "/GroundTruth_pngs_Image1.zip"]
+    assert sorted(r["path"] for r in requests) == ["/BlurryImages.zip", "/GroundTruth_pngs_Image1.zip"]
     rep = json.loads(result.stdout)
     assert rep["protocol"]["name"] == "kohler" and rep["protocol"]["ssim"] == "gaussian"
     assert "Köhler" in rep["protocol"]["description"] and rep["run"]["dataset"] == "kohler"

@@ -9,10 +9,8 @@ import hashlib
 import io
 import os
 import tarfile
-import threading
 import zipfile
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,62 +22,10 @@ from lmfn_cli.archives import MARKER, extract_archive, is_extracted
 from lmfn_cli.download import CHUNK_SIZE, download_file
 from lmfn_cli.errors import ArchiveError, DatasetDownloadError, DatasetError, FetchError
 
-# --- a local file server (as in test_download.py) ----------------------------------------------------
-
-
-@dataclass
-class Server:
-    """Serves ``files`` by name with HTTP Range support; ``faults`` are consumed one per request."""
-
-    base_url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    faults: list = field(default_factory=list)
-    requests: list[dict[str, str]] = field(default_factory=list)
-
-
-def _handler(state: Server) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            state.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-            fault = state.faults.pop(0) if state.faults else None
-            body = state.files.get(self.path.rsplit("/", 1)[-1])
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            start, status = 0, 200
-            if self.headers.get("Range"):
-                start, status = int(self.headers["Range"].removeprefix("bytes=").split("-")[0]), 206
-            chunk = body[start:]
-            self.send_response(status)
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            self.send_header("Content-Length", str(len(chunk)))
-            self.end_headers()
-            if isinstance(fault, tuple) and fault[0] == "drop":  # promises all, sends some, hangs up
-                self.wfile.write(chunk[: fault[1]])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(chunk)
-
-    return Handler
-
-
 @pytest.fixture
-def server():
-    state = Server()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/data/"
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+def server_path() -> str:
+    """The local file server (conftest.py) serves its files under /data/."""
+    return "/data/"
 
 
 # --- tiny datasets in the real layouts --------------------------------------------------------------

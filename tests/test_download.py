@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,68 +20,10 @@ from lmfn_cli.images import write_image
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Server:
-    """A local file server with HTTP Range support; ``faults`` are consumed one per request."""
-
-    base_url: str = ""
-    files: dict[str, bytes] = field(default_factory=dict)
-    faults: list = field(default_factory=list)
-    requests: list[dict[str, str]] = field(default_factory=list)
-
-
-def _handler(state: Server) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:  # keep the test output clean
-            pass
-
-        def do_GET(self) -> None:
-            state.requests.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
-            fault = state.faults.pop(0) if state.faults else None
-            body = state.files.get(self.path.rsplit("/", 1)[-1])
-            if fault == "500":
-                return self._send(500, b"try later")
-            if body is None:
-                return self._send(404, b"no such file")
-            start, status = 0, 200
-            ranged = self.headers.get("Range")
-            if ranged and fault != "ignore-range":
-                start, status = int(ranged.removeprefix("bytes=").split("-")[0]), 206
-            chunk = body[start:]
-            self.send_response(status)
-            if status == 206:
-                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-            if isinstance(fault, tuple) and fault[0] == "short":  # a complete response, but too short
-                chunk = chunk[: fault[1]]
-            self.send_header("Content-Length", str(len(chunk)))
-            self.end_headers()
-            if isinstance(fault, tuple) and fault[0] == "drop":  # promised all, sends some, hangs up
-                self.wfile.write(chunk[: fault[1]])
-                self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(chunk)
-
-        def _send(self, status: int, body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
 @pytest.fixture
-def server():
-    state = Server()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/weights/"
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+def server_path() -> str:
+    """The local file server (conftest.py) serves its files under /weights/."""
+    return "/weights/"
 
 
 @pytest.fixture
