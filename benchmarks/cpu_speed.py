@@ -1,0 +1,153 @@
+"""CPU speed and memory of LMFN inference: the plain eager forward against the tool's path.
+
+    python benchmarks/cpu_speed.py [--threads N] [--skip-big] [--skip-batch] [--batch 50]
+
+Prints, in one run (figures for issue 7 and the README):
+
+- seconds per 1280x720 frame: the plain eager forward (``torch.no_grad``, default layout) and
+  the tool's path (``lmfn_cli.restore``: inference mode, channels-last), the best of 3 after a
+  warm-up, the largest difference between the two outputs, and megapixels per second;
+- whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles;
+- peak RSS of a fresh process deblurring a 1280x720, a 3000x2000 and a 6000x4000 image with
+  the default (auto) tiling, model and torch included;
+- a batch of ``--batch`` 1280x720 PNG files through ``lmfn deblur`` (decode, deblur, encode,
+  write) against the pure compute time of the same number of frames.
+
+The images are synthetic (smooth shapes plus noise): speed does not depend on content. Pause
+other work on the machine while it runs; the figures are one machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmfn_cli import load_model, restore
+from lmfn_cli.images import write_image
+
+
+def synthetic(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """(h,w,3) uint8: smooth colour gradients and noise, like a photo to a convolution."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([np.sin(xx / 37.0), np.cos(yy / 23.0), np.sin((xx + yy) / 51.0)], axis=2)
+    img = 127.5 + 90 * base + rng.normal(0, 12, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def best_of(fn, n: int = 3) -> tuple[float, object]:
+    out = fn()  # warm-up
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def forward_speed() -> float:
+    image = synthetic(720, 1280)
+    x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
+    plain = load_model(device="cpu")  # a fresh model: default (NCHW) layout
+    with torch.no_grad():
+        t_eager, y_eager = best_of(lambda: plain(x).clamp(0, 1))
+    tool = load_model(device="cpu")
+    f32 = image.astype(np.float32) / 255  # a float image comes back as float: compare unrounded
+    t_tool, y_tool = best_of(lambda: restore(tool, f32, tile=0).pixels)
+    diff = float(np.abs(y_eager[0].permute(1, 2, 0).numpy() - y_tool).max())
+    mp = 1280 * 720 / 1e6
+    print("| path | s per 1280x720 frame | MP/s |")
+    print("|---|---|---|")
+    print(f"| plain eager forward (no_grad, NCHW) | {t_eager:.3f} | {mp / t_eager:.2f} |")
+    print(f"| tool (restore: inference_mode, channels-last) | {t_tool:.3f} | {mp / t_tool:.2f} |")
+    print(f"speed-up {t_eager / t_tool:.2f}x; max |difference| {diff:.2e}\n")
+    return t_tool
+
+
+def tiling_speed() -> None:
+    model = load_model(device="cpu")
+    image = synthetic(1080, 1920, seed=1)
+    mp = 1920 * 1080 / 1e6
+    rows = []
+    for tile in (0, 1024, 512):
+        t, _ = best_of(lambda: restore(model, image, tile=tile), n=2)
+        rows.append((tile, t))
+    whole = rows[0][1]
+    print("| 1920x1080 | s | MP/s | throughput vs whole |")
+    print("|---|---|---|---|")
+    for tile, t in rows:
+        print(f"| {'whole' if tile == 0 else f'{tile} px tiles'} | {t:.2f} | {mp / t:.2f} | {whole / t:.0%} |")
+    print()
+
+
+_RSS_CHILD = """
+import resource, sys, numpy as np, torch
+sys.path.insert(0, {bench!r})
+from cpu_speed import synthetic
+from lmfn_cli import load_model, restore
+torch.set_num_threads({threads})
+h, w = {h}, {w}
+image = synthetic(h, w)
+model = load_model(device="cpu")
+done = restore(model, image)
+print(done.tile, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_rss(threads: int, sizes: list[tuple[int, int]]) -> None:
+    print("| image | auto tile | peak RSS | wall |")
+    print("|---|---|---|---|")
+    for h, w in sizes:
+        code = _RSS_CHILD.format(bench=str(Path(__file__).parent), threads=threads, h=h, w=w)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+        wall = time.perf_counter() - start
+        tile, kib = int(out[0]), int(out[1])
+        print(f"| {w}x{h} | {tile or 'whole'} | {kib / 2**20:.2f} GiB | {wall:.1f} s |")
+    print()
+
+
+def batch_speed(n: int, per_frame: float, threads: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for i in range(n):
+            write_image(src / f"frame{i:03d}.png", synthetic(720, 1280, seed=100 + i))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "lmfn_cli", "deblur", str(src), "-o", str(Path(tmp) / "out"), "-q",
+                        "--device", "cpu", "--threads", str(threads)], check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+    compute = n * per_frame
+    print(f"batch of {n} 1280x720 PNGs through `lmfn deblur` (start-up, decode, deblur, encode, write): "
+          f"{wall:.1f} s = {wall / n:.2f} s per image; pure compute {compute:.1f} s; ratio {wall / compute:.2f}\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--skip-big", action="store_true", help="no 3000x2000 / 6000x4000 RSS runs")
+    ap.add_argument("--skip-batch", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
+    per_frame = forward_speed()
+    tiling_speed()
+    sizes = [(720, 1280)] + ([] if args.skip_big else [(2000, 3000), (4000, 6000)])
+    peak_rss(args.threads, sizes)
+    if not args.skip_batch:
+        batch_speed(args.batch, per_frame, args.threads)
+    print(json.dumps({"per_frame_s": round(per_frame, 3)}))
+
+
+if __name__ == "__main__":
+    main()
