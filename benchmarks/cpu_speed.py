@@ -8,8 +8,8 @@ Prints, in one run (figures for issue 7 and the README):
   the tool's path (``lmfn_cli.restore``: inference mode, channels-last), the best of 3 after a
   warm-up, the largest difference between the two outputs, and megapixels per second;
 - whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles;
-- peak RSS of a fresh process deblurring a 1280x720, a 3000x2000 and a 6000x4000 image with
-  the default (auto) tiling, model and torch included;
+- peak RSS of ``lmfn deblur`` on a 1280x720, a 3000x2000 and a 6000x4000 PNG (a fresh process:
+  decode, the default auto tiling, encode, write; model and torch included);
 - a batch of ``--batch`` 1280x720 PNG files through ``lmfn deblur`` (decode, deblur, encode,
   write) against the pure compute time of the same number of frames.
 
@@ -89,30 +89,36 @@ def tiling_speed() -> None:
     print()
 
 
-_RSS_CHILD = """
-import resource, sys, numpy as np, torch
-sys.path.insert(0, {bench!r})
-from cpu_speed import synthetic
-from lmfn_cli import load_model, restore
-torch.set_num_threads({threads})
-h, w = {h}, {w}
-image = synthetic(h, w)
-model = load_model(device="cpu")
-done = restore(model, image)
-print(done.tile, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# Runs `lmfn` and records the process's own peak RSS (VmHWM: per address space, so unlike
+# ru_maxrss it does not include the benchmark's memory inherited across fork/exec).
+_HWM_WRAPPER = """
+import atexit, os, sys
+def _hwm():
+    with open("/proc/self/status") as f, open(os.environ["LMFN_HWM_FILE"], "w") as out:
+        out.write(next(line for line in f if line.startswith("VmHWM")).split()[1])
+atexit.register(_hwm)
+from lmfn_cli.cli import main
+sys.argv = ["lmfn", *sys.argv[1:]]
+main()
 """
 
 
 def peak_rss(threads: int, sizes: list[tuple[int, int]]) -> None:
-    print("| image | auto tile | peak RSS | wall |")
-    print("|---|---|---|---|")
-    for h, w in sizes:
-        code = _RSS_CHILD.format(bench=str(Path(__file__).parent), threads=threads, h=h, w=w)
-        start = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-        wall = time.perf_counter() - start
-        tile, kib = int(out[0]), int(out[1])
-        print(f"| {w}x{h} | {tile or 'whole'} | {kib / 2**20:.2f} GiB | {wall:.1f} s |")
+    """Peak RSS of ``lmfn deblur IMAGE.png -o DIR`` in a fresh process (decode, auto tiling,
+    encode, write; the model and torch included)."""
+    print("| image (PNG file through lmfn deblur) | peak RSS | wall |")
+    print("|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for h, w in sizes:
+            src = Path(tmp) / f"{w}x{h}.png"
+            write_image(src, synthetic(h, w))
+            hwm = Path(tmp) / "hwm"
+            cmd = [sys.executable, "-c", _HWM_WRAPPER, "deblur", str(src), "-o", str(Path(tmp) / "out"), "-q",
+                   "--device", "cpu", "--threads", str(threads), "--overwrite"]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "LMFN_HWM_FILE": str(hwm)})
+            wall = time.perf_counter() - start
+            print(f"| {w}x{h} | {int(hwm.read_text()) / 2**20:.2f} GiB | {wall:.1f} s |")
     print()
 
 

@@ -136,7 +136,11 @@ class Restored:
 
 
 def _to_tensor(image: np.ndarray) -> tuple[torch.Tensor, float]:
-    """(H,W,C) array -> (1,3,H,W) float32 CPU tensor in [0,1] (colour channels only), and the scale."""
+    """(H,W,C) array -> (1,3,H,W) CPU tensor of its colour channels and the scale of its levels.
+
+    Integer images stay integer (a view where possible: ``run_tiled`` converts one tile at a
+    time, so a big 8-bit image never gets a full-size float copy); float images become float32.
+    """
     if image.dtype in _SCALE:
         scale = _SCALE[image.dtype]
     elif image.dtype.kind == "f":
@@ -144,14 +148,16 @@ def _to_tensor(image: np.ndarray) -> tuple[torch.Tensor, float]:
     else:
         raise ImageError(None, f"unsupported pixel type {image.dtype} (need uint8, uint16 or float)")
     colour = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
-    x = torch.from_numpy(np.ascontiguousarray(colour, dtype=np.float32))
-    if scale != 1.0:
-        x.mul_(1.0 / scale)
-    return x.permute(2, 0, 1).unsqueeze(0), scale
+    if scale == 1.0:
+        colour = np.ascontiguousarray(colour, dtype=np.float32)
+    elif not colour.flags.writeable:
+        colour = colour.copy()  # torch.from_numpy wants a writable array (it is only read)
+    return torch.from_numpy(colour).permute(2, 0, 1).unsqueeze(0), scale
 
 
 def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, tile: int | None, overlap: int,
-         on_tile: Callable[[int, int], None] | None) -> tuple[torch.Tensor, int, torch.device, str]:
+         on_tile: Callable[[int, int], None] | None, scale: float = 1.0,
+         out: torch.Tensor | None = None) -> tuple[torch.Tensor, int, torch.device, str]:
     """Run with tile-halving on out-of-memory and, on CUDA, a final fall back to the CPU."""
     h, w = x.shape[-2:]
     if tile and tile >= max(h, w):
@@ -166,7 +172,9 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
         # A small tile (a user's, or one halved after out-of-memory) cannot keep a large overlap.
         fitting = min(overlap, max(0, tile - ALIGN)) if tile else overlap
         try:
-            return run_tiled(_forward(model, device, precision), x, tile=tile, overlap=fitting, on_tile=on_tile), tile, device, precision
+            y = run_tiled(_forward(model, device, precision), x, tile=tile, overlap=fitting, on_tile=on_tile,
+                          scale=scale, out=out)
+            return y, tile, device, precision
         except Exception as exc:
             if not _is_oom(exc):
                 raise
@@ -183,7 +191,7 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
             cpu = torch.device("cpu")
             model.to(cpu)
             try:
-                return _run(model, x, cpu, "fp32", None, overlap, on_tile)
+                return _run(model, x, cpu, "fp32", None, overlap, on_tile, scale, out)
             finally:
                 model.to(device)
 
@@ -214,16 +222,24 @@ def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap:
     precision = resolve_precision(precision, device)
 
     x, scale = _to_tensor(image)
-    y, used_tile, used_device, used_precision = _run(model, x, device, precision, tile, overlap, on_tile)
-    del x
-    out = y[0].permute(1, 2, 0).numpy()  # a view: the scaling below works in place (big images)
     channels = image.shape[2]
-    if channels <= 2:
-        out = out.mean(axis=2, keepdims=True)
-    if scale != 1.0:
-        out *= scale
-        np.rint(out, out=out)
-    out = out.astype(image.dtype, order="C")
+    h, w = image.shape[:2]
+    # Colour integer images are rounded straight into the result array; grey ones are averaged
+    # over the three network channels first, and float ones are returned as float: both go
+    # through a float32 result.
+    direct = channels >= 3 and scale != 1.0
+    result = np.empty((h, w, 3), dtype=image.dtype if direct else np.float32)
+    target = torch.from_numpy(result).permute(2, 0, 1).unsqueeze(0)
+    _, used_tile, used_device, used_precision = _run(model, x, device, precision, tile, overlap, on_tile, scale, target)
+    del x, target
+    out = result
+    if not direct:
+        if channels <= 2:
+            out = out.mean(axis=2, keepdims=True)
+        if scale != 1.0:
+            out *= scale
+            np.rint(out, out=out)
+        out = out.astype(image.dtype, order="C", copy=False)
     if channels in (2, 4):
         out = np.concatenate([out, image[..., -1:]], axis=2)
     return Restored(out.reshape(shape), used_tile, str(used_device), used_precision)

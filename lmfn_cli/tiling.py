@@ -56,15 +56,15 @@ DEFAULT_OVERLAP: int = 32
 # conv buffers beside it.
 FORWARD_BYTES_PER_PIXEL: float = 640.0
 
-# Largest tile `auto` picks on a CPU. `python benchmarks/deblur_speed.py --tile N` (6000x4000,
-# 2 cores, fp32): tile 512 58.9 s / 1.23 GiB peak RSS, 1024 58.5 s / 1.76 GiB, 2048 74.3 s /
-# 3.45 GiB, 4176 (all the memory allows) 134.8 s / 10.6 GiB: past ~1 MP a CPU forward gets slower
-# per pixel (its feature maps leave the caches), and tiles of 1024 are 64 dB from whole images.
-# Up to ~2 MP the whole image is still as fast as tiles (1920x1080: 4.5 s whole, 7.9 s in tiles
-# of 1024 by the same script; 1200x900: 2.1 s whole, 3.8 s in tiles of 1024), so `auto`
-# tiles only larger images on a CPU.
-CPU_MAX_TILE: int = 1024
-CPU_MAX_WHOLE: int = 1 << 21  # pixels (padded): 1920x1080 still runs whole
+# What `auto` picks on a CPU (2 cores, fp32, channels-last, balanced tiles; `python
+# benchmarks/cpu_speed.py` and the same runs by hand): 6000x4000 takes 33.9 s in tiles of 512,
+# 33.6 s in 768 and 33.9 s in 1024, so the smallest costs no time and bounds memory best (a
+# 512 px forward needs ~0.16 GB, a 1024 px one ~0.6 GB); 1920x1080 takes 2.5 s in tiles of 512
+# and 3.2 s whole (feature maps of a big forward leave the caches); 1280x720 1.2-1.3 s whole or
+# in tiles. (Before tiles were balanced, square 1024 px tiles made 1920x1080 twice as slow as
+# whole, which is why `auto` used to run up to 2.1 MP whole.)
+CPU_MAX_TILE: int = 512
+CPU_MAX_WHOLE: int = 1 << 20  # pixels (padded): 1280x720 runs whole, 1920x1080 in tiles
 
 # LMFN's total stride (four stride-2 convs): tile offsets must be multiples of it to keep the
 # whole image's sampling grid, and the model pads inputs to multiples of it.
@@ -143,9 +143,28 @@ def feather(length: int, start: int, size: int, overlap: int) -> torch.Tensor:
     return weight
 
 
+def balanced_tile(length: int, tile: int, overlap: int, *, align: int = ALIGN) -> int:
+    """The smallest tile size, a multiple of ``align`` and at most ``tile``, that covers
+    ``length`` with as few tiles as ``tile`` itself needs.
+
+    Tiles of the full ``tile`` size waste work when the image is not a near multiple of it:
+    1080 rows in 1024 px tiles are two tiles of 1024 rows (2048 rows computed), in balanced
+    tiles two of 560 (1120 rows). ``tile >= length`` gives ``length``.
+    """
+    if tile >= length:
+        return length
+    n = len(tile_starts(length, tile, overlap, align=align))
+    size = min(tile, _round_up(-(-(length + (n - 1) * overlap) // n), align))
+    while size < tile and len(tile_starts(length, size, overlap, align=align)) > n:
+        size += align  # alignment of the starts can need a little more than the even share
+    return size
+
+
 def _spans(length: int, tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
-    """(start, size) of each tile along one axis; only the last may be shorter than ``tile``."""
-    return [(s, min(tile, length - s)) for s in tile_starts(length, tile, overlap, align=align)]
+    """(start, size) of each tile along one axis, tiles balanced (`balanced_tile`); only the
+    last may be shorter than the others."""
+    size = balanced_tile(length, tile, overlap, align=align)
+    return [(s, min(size, length - s)) for s in tile_starts(length, size, overlap, align=align)]
 
 
 def run_tiled(
@@ -156,62 +175,99 @@ def run_tiled(
     overlap: int = DEFAULT_OVERLAP,
     on_tile: Callable[[int, int], None] | None = None,
     align: int = ALIGN,
+    scale: float = 1.0,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply ``forward`` to ``image`` whole or in feathered, overlapping tiles.
 
-    ``image``: ``(1,C,H,W)`` float32 CPU tensor, values in [0,1]. ``forward`` maps a
-    ``(1,C,h,w)`` CPU tensor to a ``(1,C,h,w)`` tensor on any device and floating dtype (it
-    moves its input to its own device; run it under ``torch.inference_mode()``, as its
-    result is detached here anyway). Returns ``(1,C,H,W)`` float32 on the CPU, not clamped.
+    ``image``: ``(1,C,H,W)`` CPU tensor, any layout: float32 in [0,1], or integer levels with
+    ``scale`` (255 for uint8, 65535 for uint16) -- only the tile being run is converted to
+    float32 ``[0,1]``, so an 8-bit image costs no full-size float copy. ``forward`` maps a
+    ``(1,C,h,w)`` float32 CPU tensor to a ``(1,C,h,w)`` tensor on any device and floating dtype
+    (it moves its input to its own device; run it under ``torch.inference_mode()``, as its
+    result is detached here anyway).
+
+    Returns ``out``: by default a new ``(1,C,H,W)`` float32 CPU tensor, not clamped. Given
+    ``out`` (``(1,C,H,W)``, any layout, e.g. a view of the caller's (H,W,C) array), the result
+    is written there: as it is for a float ``out``; clamped to [0,1], times ``scale`` and
+    rounded for an integer one.
 
     ``tile == 0`` or ``tile >= max(H, W)``: a single call on the whole image. Otherwise tiles
-    of at most ``min(tile, H) x min(tile, W)`` pixels, laid out by :func:`tile_starts` (offsets
-    multiples of ``align``, overlapping by at least ``overlap``; the last row and column end
-    at the image border and may be up to ``align - 1`` px shorter, which the model pads back
-    exactly as it pads the whole image), blended with the outer product of their two
-    :func:`feather` weights. The whole image is never passed to ``forward`` when tiling.
-    ``on_tile(done, total)`` is called after every tile (once, ``(1, 1)``, for a whole-image
-    call). Exceptions from ``forward`` (out-of-memory above all) propagate unchanged.
-    ``ValueError`` for a bad image shape, ``tile < 0``, an overlap :func:`tile_starts`
-    refuses, or a ``forward`` result of the wrong shape.
+    of at most ``min(tile, H) x min(tile, W)`` pixels, shrunk per axis to the smallest size that
+    needs no more tiles (:func:`balanced_tile`, so tiles may be rectangular), laid out by
+    :func:`tile_starts` (offsets multiples of ``align``, overlapping by at least ``overlap``;
+    the last row and column end at the image border and may be up to ``align - 1`` px shorter,
+    which the model pads back exactly as it pads the whole image), blended with the outer
+    product of their two :func:`feather` weights. Tiles run row by row, and the blend is
+    accumulated in float32 for one row of tiles at a time: the rows no later tile touches are
+    finished into ``out`` and their accumulator freed, so memory beyond ``image`` and ``out``
+    is about two tile-rows, whatever the image size. The whole image is never passed to
+    ``forward`` when tiling. ``on_tile(done, total)`` is called after every tile (once,
+    ``(1, 1)``, for a whole-image call). Exceptions from ``forward`` (out-of-memory above all)
+    propagate unchanged. ``ValueError`` for a bad image or ``out`` shape, ``tile < 0``, an
+    overlap :func:`tile_starts` refuses, or a ``forward`` result of the wrong shape.
     """
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image must be (1,C,H,W), got shape {tuple(image.shape)}")
     if tile < 0:
         raise ValueError(f"tile must be >= 0 (0: whole image), got {tile}")
+    if out is not None and tuple(out.shape) != tuple(image.shape):
+        raise ValueError(f"out must have the image's shape {tuple(image.shape)}, got {tuple(out.shape)}")
     _, channels, height, width = image.shape
+    if out is None:
+        out = torch.empty((1, channels, height, width), dtype=torch.float32)
 
     def call(x: torch.Tensor) -> torch.Tensor:
-        y = forward(x)
+        x = x.to(torch.float32) * (1.0 / scale) if scale != 1.0 else x.to(torch.float32)  # not in place: x may be the caller's
+        y = forward(x.contiguous())
         if tuple(y.shape) != tuple(x.shape):
             raise ValueError(f"forward returned shape {tuple(y.shape)} for input {tuple(x.shape)}")
         return y.detach().to("cpu", torch.float32)
 
+    def store(y0: int, values: torch.Tensor) -> None:
+        """Write finished rows ``values`` (C,h,W) float32 at row ``y0`` of ``out``."""
+        target = out[0, :, y0 : y0 + values.shape[1]]
+        if out.is_floating_point():
+            target.copy_(values)
+        else:
+            target.copy_(values.clamp(0.0, 1.0).mul_(scale).round_())  # not in place: may be an inference tensor
+
     if tile == 0 or tile >= max(height, width):
-        out = call(image)
+        store(0, call(image)[0])
         if on_tile is not None:
             on_tile(1, 1)
         return out
 
     rows = _spans(height, min(tile, height), overlap, align)
     cols = _spans(width, min(tile, width), overlap, align)
-    row_w = [feather(height, y, h, overlap) for y, h in rows]
     col_w = [feather(width, x, w, overlap) for x, w in cols]
-
-    # The two accumulators are the only full-size allocations: (C,H,W) + (1,H,W) float32.
-    acc = torch.zeros((channels, height, width), dtype=torch.float32)
-    wsum = torch.zeros((1, height, width), dtype=torch.float32)
     total, done = len(rows) * len(cols), 0
-    for (y, h), fy in zip(rows, row_w):
+    # Accumulators cover rows [top, top + acc.shape[1]): the current tile row and what the
+    # previous one left unfinished. They never hold more than two tile rows.
+    top = 0
+    acc = torch.zeros((channels, 0, width), dtype=torch.float32)
+    wsum = torch.zeros((1, 0, width), dtype=torch.float32)
+    for i, (y, h) in enumerate(rows):
+        bottom = y + h
+        if bottom > top + acc.shape[1]:  # grow to cover this tile row
+            grow = bottom - (top + acc.shape[1])
+            acc = torch.cat([acc, torch.zeros((channels, grow, width), dtype=torch.float32)], dim=1)
+            wsum = torch.cat([wsum, torch.zeros((1, grow, width), dtype=torch.float32)], dim=1)
+        fy = feather(height, y, h, overlap)
         for (x, w), fx in zip(cols, col_w):
-            out = call(image[:, :, y : y + h, x : x + w].contiguous())[0]
+            result = call(image[:, :, y : y + h, x : x + w])[0]
             weight = fy[:, None] * fx[None, :]
-            acc[:, y : y + h, x : x + w].addcmul_(out, weight)
-            wsum[:, y : y + h, x : x + w].add_(weight)
+            acc[:, y - top : bottom - top, x : x + w].addcmul_(result, weight)
+            wsum[:, y - top : bottom - top, x : x + w].add_(weight)
             done += 1
             if on_tile is not None:
                 on_tile(done, total)
-    return acc.div_(wsum).unsqueeze(0)
+        # Rows above the next tile row's start are final: write them out and drop them.
+        final = (rows[i + 1][0] if i + 1 < len(rows) else height) - top
+        store(top, acc[:, :final].div_(wsum[:, :final]))
+        acc, wsum = acc[:, final:].clone(), wsum[:, final:].clone()
+        top += final
+    return out
 
 
 def choose_tile(

@@ -332,3 +332,68 @@ def test_choose_tile_respects_max_tile_and_max_whole():
     assert choose_tile(4000, 6000, free_bytes=plenty, bytes_per_pixel=640) == 0
     small = 512 * 512 * 640 * 2  # fraction 0.5 -> a 512 px tile fits, 1024 does not
     assert choose_tile(4000, 6000, free_bytes=small, bytes_per_pixel=640, **cap) == 512
+
+
+# --- balanced tiles, integer images, row-by-row accumulation -------------------------------------
+
+
+def _full_accumulation(forward, image, tile, overlap, align=16):
+    """The blend computed the plain way: full-size accumulators (the reference for run_tiled)."""
+    from lmfn_cli.tiling import _spans, feather
+
+    _, c, h, w = image.shape
+    acc, wsum = torch.zeros((c, h, w)), torch.zeros((1, h, w))
+    for y, th in _spans(h, tile, overlap, align):
+        for x, tw in _spans(w, tile, overlap, align):
+            weight = feather(h, y, th, overlap)[:, None] * feather(w, x, tw, overlap)[None, :]
+            acc[:, y:y + th, x:x + tw] += forward(image[:, :, y:y + th, x:x + tw])[0] * weight
+            wsum[:, y:y + th, x:x + tw] += weight
+    return (acc / wsum).unsqueeze(0)
+
+
+def _position_dependent(x: torch.Tensor) -> torch.Tensor:
+    """A forward whose output depends on the tile's content as a whole, so blending shows."""
+    return x * 0.5 + x.mean() * 0.5
+
+
+@pytest.mark.parametrize("h, w, tile, overlap", [(90, 130, 48, 16), (200, 70, 64, 32), (1080 // 8, 1920 // 8, 64, 16)])
+def test_row_by_row_blend_equals_full_accumulation(h, w, tile, overlap):
+    image = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(h))
+    got = run_tiled(_position_dependent, image, tile=tile, overlap=overlap)
+    want = _full_accumulation(_position_dependent, image, tile, overlap)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_balanced_tiles_compute_little_more_than_the_image():
+    from lmfn_cli.tiling import _spans, balanced_tile
+
+    assert balanced_tile(1080, 1024, 32) == 560  # two tiles of 560 rows, not two of 1024
+    assert balanced_tile(500, 1024, 32) == 500
+    for length, tile in [(1080, 1024), (1920, 1024), (6000, 512), (4000, 512), (721, 256), (100, 64)]:
+        spans = _spans(length, tile, 32, 16)
+        assert len(spans) == len(tile_starts(length, tile, 32))  # never more tiles than the square layout
+        assert all(size <= tile for _, size in spans)
+        assert sum(size for _, size in spans) <= length + len(spans) * (32 + 16)  # overlap + alignment only
+
+
+def test_integer_image_and_output_match_the_float_path():
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (70, 100, 3), dtype=np.uint8)
+    as_int = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0)  # a strided view, as restore passes it
+    as_float = as_int.float() * (1.0 / 255)
+
+    def forward(x):
+        return (x * 0.9 + 0.05).clamp(0, 1)
+
+    want = run_tiled(forward, as_float, tile=48, overlap=16)
+    result = np.empty_like(pixels)
+    out = torch.from_numpy(result).permute(2, 0, 1).unsqueeze(0)
+    run_tiled(forward, as_int, tile=48, overlap=16, scale=255.0, out=out)
+    expected = np.rint(want[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.array_equal(result, expected)
+    assert np.array_equal(pixels, as_int[0].permute(1, 2, 0).numpy())  # the input is not touched
+
+
+def test_run_tiled_out_must_match_the_image():
+    with pytest.raises(ValueError, match="out must have"):
+        run_tiled(lambda x: x, torch.zeros(1, 3, 8, 8), tile=0, out=torch.zeros(1, 3, 8, 9))
