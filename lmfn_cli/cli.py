@@ -395,7 +395,7 @@ def _score_line(record) -> str:
 
 def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, suffix: str, settings, weights: Path | None,
                   model_name: str | None, device: str, as_json: bool, quiet: bool, scoring: _Scoring | None = None) -> None:
-    from .batch import Record, deblur_file, plan_jobs
+    from .batch import Record, deblur_files, plan_jobs
 
     started = time.perf_counter()
     jobs, problems = plan_jobs(inputs, out_dir, recursive=recursive, fmt=fmt, suffix=suffix)
@@ -420,14 +420,16 @@ def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, s
         def on_tile(done: int, total: int) -> None:
             progress.update(tiles, completed=done, total=total, visible=total > 1)
 
-        for job in jobs:
-            progress.update(overall, description=job.src.name)
+        progress.update(overall, description=jobs[0].src.name)
+        for i, (job, outcome) in enumerate(deblur_files(model, jobs, settings, on_tile)):
+            if i + 1 < len(jobs):
+                progress.update(overall, description=jobs[i + 1].src.name)
             progress.update(tiles, completed=0, total=None, visible=False)
-            try:
-                record = deblur_file(model, job, settings, on_tile)
-            except LMFNError as exc:
-                record = Record(str(job.src), str(job.dst), "failed", error=getattr(exc, "problem", str(exc)))
-                click.echo(f"lmfn: error: {exc}", err=True)
+            if isinstance(outcome, LMFNError):
+                record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
+                click.echo(f"lmfn: error: {outcome}", err=True)
+            else:
+                record = outcome
             records.append(record)
             if as_json:
                 click.echo(json.dumps(asdict(record)))
