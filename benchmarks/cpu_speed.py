@@ -5,8 +5,9 @@
 Prints, in one run (figures for issue 7 and the README):
 
 - seconds per 1280x720 frame: the plain eager forward (``torch.no_grad``, default layout) and
-  the tool's path (``lmfn_cli.restore``: inference mode, channels-last), the best of 3 after a
-  warm-up, the largest difference between the two outputs, and megapixels per second;
+  the tool's path (``lmfn_cli.restore``: inference mode, channels-last), 5 alternating runs
+  each after a warm-up (median, min, max), the largest difference between the two outputs,
+  and megapixels per second;
 - whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles;
 - peak RSS of ``lmfn deblur`` on a 1280x720, a 3000x2000 and a 6000x4000 PNG (a fresh process:
   decode, the default auto tiling, encode, write; model and torch included);
@@ -54,23 +55,38 @@ def best_of(fn, n: int = 3) -> tuple[float, object]:
     return min(times), out
 
 
-def forward_speed() -> float:
+def forward_speed(rounds: int = 5) -> float:
+    """Eager and tool runs alternate (after a warm-up of each), so drifts in the machine's speed
+    hit both alike; the medians are compared."""
     image = synthetic(720, 1280)
     x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
     plain = load_model(device="cpu")  # a fresh model: default (NCHW) layout
-    with torch.no_grad():
-        t_eager, y_eager = best_of(lambda: plain(x).clamp(0, 1))
     tool = load_model(device="cpu")
     f32 = image.astype(np.float32) / 255  # a float image comes back as float: compare unrounded
-    t_tool, y_tool = best_of(lambda: restore(tool, f32, tile=0).pixels)
+
+    def eager():
+        with torch.no_grad():
+            return plain(x).clamp(0, 1)
+
+    def fast():
+        return restore(tool, f32, tile=0).pixels
+
+    y_eager, y_tool = eager(), fast()
+    t_eager, t_tool = [], []
+    for _ in range(rounds):
+        for fn, times in ((eager, t_eager), (fast, t_tool)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    e, t = float(np.median(t_eager)), float(np.median(t_tool))
     diff = float(np.abs(y_eager[0].permute(1, 2, 0).numpy() - y_tool).max())
     mp = 1280 * 720 / 1e6
-    print("| path | s per 1280x720 frame | MP/s |")
-    print("|---|---|---|")
-    print(f"| plain eager forward (no_grad, NCHW) | {t_eager:.3f} | {mp / t_eager:.2f} |")
-    print(f"| tool (restore: inference_mode, channels-last) | {t_tool:.3f} | {mp / t_tool:.2f} |")
-    print(f"speed-up {t_eager / t_tool:.2f}x; max |difference| {diff:.2e}\n")
-    return t_tool
+    print(f"| path ({rounds} alternating runs each) | median s per 1280x720 frame | min | max | MP/s |")
+    print("|---|---|---|---|---|")
+    print(f"| plain eager forward (no_grad, NCHW) | {e:.3f} | {min(t_eager):.3f} | {max(t_eager):.3f} | {mp / e:.2f} |")
+    print(f"| tool (restore: inference_mode, channels-last) | {t:.3f} | {min(t_tool):.3f} | {max(t_tool):.3f} | {mp / t:.2f} |")
+    print(f"speed-up {e / t:.2f}x (medians); max |difference| {diff:.2e}\n")
+    return t
 
 
 def tiling_speed() -> None:
