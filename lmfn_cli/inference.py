@@ -93,8 +93,9 @@ def use_channels_last(model: LMFN) -> LMFN:
     """Store the 2-D convolution weights channels-last (NHWC), in place; returns ``model``.
 
     With NHWC activations too, oneDNN runs LMFN's convolutions without layout reorders: a
-    1280x720 forward on 2 CPU cores takes 1.26 s instead of 1.55 s, same results to 4e-7
-    (``python benchmarks/cpu_speed.py``). The weights' values and ``state_dict`` are unchanged.
+    1280x720 frame on 2 CPU cores takes 1.19-1.24 s instead of 1.51-1.54 s (medians), same
+    results to 2e-7 (``python benchmarks/cpu_speed.py``). The weights' values and
+    ``state_dict`` are unchanged.
     """
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d) and not module.weight.is_contiguous(memory_format=torch.channels_last):
