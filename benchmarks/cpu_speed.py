@@ -85,7 +85,26 @@ def forward_speed(rounds: int = 5) -> float:
     print("|---|---|---|---|---|")
     print(f"| plain eager forward (no_grad, NCHW) | {e:.3f} | {min(t_eager):.3f} | {max(t_eager):.3f} | {mp / e:.2f} |")
     print(f"| tool (restore: inference_mode, channels-last) | {t:.3f} | {min(t_tool):.3f} | {max(t_tool):.3f} | {mp / t:.2f} |")
-    print(f"speed-up {e / t:.2f}x (medians); max |difference| {diff:.2e}\n")
+    print(f"speed-up {e / t:.2f}x (medians); max |difference| {diff:.2e}")
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        print("(ONNX Runtime path skipped: pip install 'lmfn[onnx]')\n")
+        return t
+    from lmfn_cli.onnxrt import OnnxLMFN, export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ort = OnnxLMFN(export_onnx(tool, Path(tmp) / "lmfn.onnx"))
+        y_ort = restore(ort, f32, tile=0).pixels
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            restore(ort, f32, tile=0)
+            times.append(time.perf_counter() - start)
+    o = float(np.median(times))
+    print(f"ONNX Runtime (`lmfn export --onnx`, then -w FILE.onnx): median {o:.3f} s, {mp / o:.2f} MP/s, "
+          f"{e / o:.2f}x the eager forward; max |difference| {float(np.abs(y_ort - y_eager[0].permute(1, 2, 0).numpy()).max()):.2e}\n")
     return t
 
 

@@ -115,6 +115,8 @@ def _load_with_info(weights: Path | None, device_name: str, quiet: bool = False,
     from .inference import resolve_device
     from .weights import load_model, resolve_weights
 
+    if weights is not None and Path(weights).suffix.lower() == ".onnx" and device_name == "auto":
+        device_name = "cpu"  # ONNX weights run on the CPU (ONNX Runtime), so auto means the CPU
     try:
         device = resolve_device(device_name)
     except ValueError as exc:
@@ -759,6 +761,35 @@ def bench(dataset: str, root: Path | None, blur_variant: str, ssim_variant: str 
             raise fail(f"{report_path}: cannot write the report: {exc}", EXIT_FAILED) from None
     if failures or not scores:
         raise fail(f"{len(failures)} of {len(items)} images failed", EXIT_FAILED)
+
+
+@main.command("export")
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the network here as an ONNX graph (float32, any image size).")
+@weights_option
+@click.option("--overwrite", is_flag=True, help="Replace the file if it exists.")
+def export(onnx_path: Path, weights: Path | None, model_name: str | None, overwrite: bool) -> None:
+    """Export weights for ONNX Runtime, the fastest CPU path we measured.
+
+    Running the file needs onnxruntime (pip install 'lmfn[onnx]'); pass it to deblur or bench
+    with -w. It runs on the CPU only.
+
+    \b
+    Example:
+      lmfn export --onnx lmfn.onnx && lmfn deblur photos/ -o sharp/ -w lmfn.onnx
+    """
+    from .onnxrt import export_onnx
+
+    if onnx_path.suffix.lower() != ".onnx":
+        raise click.BadParameter("the file name must end in .onnx", param_hint="--onnx")
+    if onnx_path.exists() and not overwrite:
+        raise fail(f"{onnx_path}: exists already (use --overwrite to replace it)", EXIT_FAILED)
+    model = _load(weights, "cpu", True, model_name)
+    try:
+        export_onnx(model, onnx_path, overwrite=overwrite)
+    except LMFNError as exc:
+        raise fail(str(exc), EXIT_FAILED) from None
+    click.echo(str(onnx_path))
 
 
 @main.command("info")

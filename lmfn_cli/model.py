@@ -345,6 +345,21 @@ class MFFD(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+def pad_to_multiple(x: torch.Tensor, multiple: int, min_size: int) -> torch.Tensor:
+    """Pad (B,C,H,W) bottom/right to a multiple of ``multiple`` and at least ``min_size`` per side.
+
+    Reflect where the image is large enough, replicate where it is not (reflect needs the pad
+    to be smaller than the side).
+    """
+    h, w = x.shape[-2:]
+    ph = max(min_size, -(-h // multiple) * multiple) - h
+    pw = max(min_size, -(-w // multiple) * multiple) - w
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
 class LMFN(nn.Module):
     """LMFN deblurring network. ``forward``: (B,3,H,W) float in [0,1] -> (B,3,H,W), any H, W >= 1.
 
@@ -368,18 +383,8 @@ class LMFN(nn.Module):
         )
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad bottom/right to a multiple of 16 and at least 64 per side.
-
-        Reflect where the image is large enough, replicate where it is not (reflect needs the
-        pad to be smaller than the side).
-        """
-        h, w = x.shape[-2:]
-        ph = max(self.min_size, -(-h // self.multiple) * self.multiple) - h
-        pw = max(self.min_size, -(-w // self.multiple) * self.multiple) - w
-        if ph == 0 and pw == 0:
-            return x
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        return F.pad(x, (0, pw, 0, ph), mode=mode)
+        """Pad bottom/right to a multiple of 16 and at least 64 per side (`pad_to_multiple`)."""
+        return pad_to_multiple(x, self.multiple, self.min_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:

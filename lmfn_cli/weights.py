@@ -338,11 +338,17 @@ def load_model(
 ) -> LMFN:
     """Build the network a weights file describes, load it, and put it in eval mode on ``device``.
 
-    ``path`` is a weights file; ``name`` a registry name (from the cache, downloaded if missing);
-    neither means the bundled default. Problems raise ``WeightsError`` naming the file.
+    ``path`` is a weights file (or an ONNX file from ``lmfn export --onnx``, run by ONNX Runtime
+    on the CPU); ``name`` a registry name (from the cache, downloaded if missing); neither means
+    the bundled default. Problems raise ``WeightsError`` naming the file.
     """
     # A plain path is not resolved again: the CLI resolves first (and logs which weights) itself.
     path = Path(path) if path is not None and name is None else resolve_weights(path, name)
+    if path.suffix.lower() == ".onnx":  # exported by `lmfn export --onnx`: ONNX Runtime, CPU only
+        from .onnxrt import OnnxLMFN
+
+        log.info("loaded %s (ONNX Runtime)", path)
+        return OnnxLMFN(path).to(device).eval()
     config, tensors, metadata = read_weights(path)
     model = LMFN(config)
     try:
