@@ -27,6 +27,7 @@ import torch
 
 from .errors import ConfigError, ImageError
 from .files import atomic_path
+from .inference import LEVEL_SCALE
 from .metrics import kohler_align, kohler_psnr, psnr, ssim
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,8 @@ def to_tensor(pixels: np.ndarray, device: torch.device | str = "cpu") -> torch.T
         pixels = pixels[..., None]
     if pixels.shape[2] in (2, 4):
         pixels = pixels[..., :-1]
-    if pixels.dtype == np.uint8:
-        scale = 255.0
-    elif pixels.dtype == np.uint16:
-        scale = 65535.0
+    if pixels.dtype in LEVEL_SCALE:
+        scale = LEVEL_SCALE[pixels.dtype]
     elif np.issubdtype(pixels.dtype, np.floating):
         scale = 1.0
     else:

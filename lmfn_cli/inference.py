@@ -29,7 +29,7 @@ __all__ = ["PRECISIONS", "Restored", "available_memory", "deblur", "resolve_devi
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+LEVEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # integer pixels -> [0,1]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -142,8 +142,8 @@ def _to_tensor(image: np.ndarray) -> tuple[torch.Tensor, float]:
     Integer images stay integer (a view where possible: ``run_tiled`` converts one tile at a
     time, so a big 8-bit image never gets a full-size float copy); float images become float32.
     """
-    if image.dtype in _SCALE:
-        scale = _SCALE[image.dtype]
+    if image.dtype in LEVEL_SCALE:
+        scale = LEVEL_SCALE[image.dtype]
     elif image.dtype.kind == "f":
         scale = 1.0
     else:
