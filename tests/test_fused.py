@@ -1,0 +1,159 @@
+"""The fused CPU inference graph computes the same function as the model, for every variant."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from lmfn_cli import LMFN, LMFNConfig, load_model, restore
+from lmfn_cli import fused as fused_mod
+from lmfn_cli import inference
+from lmfn_cli.fused import Conv, FusedLMFN, conv1x1_concat, fused_ops_available, strided_stem
+
+needs_onednn = pytest.mark.skipif(not fused_ops_available(), reason="this torch build has no oneDNN fused ops")
+
+VARIANTS = {
+    "default": TINY,
+    "paper-softmax": dataclasses.replace(TINY, alfm_softmax="paper"),
+    "plain-encoder": dataclasses.replace(TINY, encoder="plain", plain_resblocks=1),
+    "resblock-decoder": dataclasses.replace(TINY, decoder_block="resblock"),
+    "concat-fusion": dataclasses.replace(TINY, fusion="concat", num_blocks=3),
+    "global-residual": dataclasses.replace(TINY, global_residual=True, num_blocks=1),
+}
+
+
+def trained_like(config: LMFNConfig, seed: int = 0) -> LMFN:
+    """A model whose every part matters: fresh inits leave ALFM/ACFM off (theta = alpha = 0)
+    and the resblocks near identity, which would hide a wrong fold."""
+    torch.manual_seed(seed)
+    model = LMFN(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("theta"):
+                p.fill_(0.7)
+            elif name.endswith("alpha"):
+                p.fill_(-0.6)
+            elif ".rb" in name or ".out." in name or ".body." in name:
+                p.mul_(5.0)  # resblocks start at 0.1x their init: make them count
+            elif p.dim() == 1:
+                p.uniform_(-0.2, 0.2)
+    return model
+
+
+def image(h: int, w: int, b: int = 1, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, h, w, generator=g)
+
+
+@needs_onednn
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("size", [(37, 50), (64, 64), (150, 90)])
+def test_fused_equals_model(name, size):
+    model = trained_like(VARIANTS[name])
+    x = image(*size)
+    with torch.inference_mode():
+        ref = model(x)
+        fused = FusedLMFN.from_model(model)
+        got = fused(x.contiguous(memory_format=torch.channels_last))
+    assert got.shape == ref.shape == x.shape
+    assert ref.abs().max() > 0.1  # a real signal, not a vanishing one
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_plain_op_graph_equals_model(name):
+    """The same graph on plain torch ops (used where oneDNN is missing and for tracing)."""
+    model = trained_like(VARIANTS[name], seed=1)
+    x = image(72, 96, b=2, seed=1)
+    with torch.inference_mode():
+        ref = model(x)
+        got = FusedLMFN.from_model(model).core(model.pad(x), fused=False)[..., :72, :96]
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+@needs_onednn
+def test_batch_and_nchw_input():
+    model = trained_like(TINY, seed=2)
+    x = image(70, 81, b=3, seed=2)
+    with torch.inference_mode():
+        torch.testing.assert_close(FusedLMFN.from_model(model)(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 3, 8, 1000])
+@pytest.mark.parametrize("height", [16, 35, 64, 98])
+def test_stem_strips_match_layer_by_layer(monkeypatch, rows, height):
+    """Strips of any height, a last strip shorter than the rest, and images of one strip."""
+    torch.manual_seed(3)
+    layers = tuple(Conv(torch.randn(c_out, c_in, 3, 3).contiguous(memory_format=torch.channels_last) * 0.3,
+                        torch.randn(c_out) * 0.1, stride, 1)
+                   for c_in, c_out, stride in ((3, 8, 1), (8, 8, 2), (8, 6, 2)))
+    x = torch.rand(2, 3, height, 44).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(fused_mod, "STRIP_ROWS", rows)
+    with torch.inference_mode():
+        want = strided_stem(x, layers, 0.1, fused=False)
+        got = strided_stem(x, layers, 0.1, fused=True)
+    assert got.shape == want.shape == (2, 6, -(-height // 4), 11)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@needs_onednn
+def test_conv1x1_concat_matches_concatenation():
+    torch.manual_seed(4)
+    parts = [torch.randn(2, k, 9, 13).contiguous(memory_format=torch.channels_last) for k in (3, 5, 4)]
+    c = Conv(torch.randn(7, 12, 1, 1).contiguous(memory_format=torch.channels_last), torch.randn(7), 1, 0)
+    with torch.inference_mode():
+        want = conv1x1_concat(parts, c, fused=False)
+        got = conv1x1_concat(parts, c, fused=True)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_weights_are_copied():
+    """Built once per image: later training steps must not leak into a running graph, nor the
+    graph into the model."""
+    model = trained_like(TINY, seed=5)
+    fused = FusedLMFN.from_model(model)
+    x = image(64, 64, seed=5)
+    with torch.inference_mode():
+        before = fused(x)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5)
+        after = fused(x)
+    torch.testing.assert_close(before, after)
+
+
+def test_cpu_only():
+    with pytest.raises(ValueError, match="CPU"):
+        FusedLMFN.from_model(trained_like(TINY)).to("meta")
+
+
+def test_restore_uses_the_fused_graph_on_cpu_fp32(monkeypatch):
+    """restore() on the CPU gives the model's result whether or not the fused ops exist."""
+    model = trained_like(TINY, seed=6)
+    rng = np.random.default_rng(6)
+    img = rng.random((45, 70, 3), dtype=np.float32)
+    built = []
+    real = FusedLMFN.from_model
+    monkeypatch.setattr(inference.FusedLMFN, "from_model", lambda m: built.append(m) or real(m))
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(img).permute(2, 0, 1)[None]).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    got = restore(model, img, tile=0).pixels
+    assert len(built) == (1 if fused_ops_available() else 0)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    monkeypatch.setattr(inference, "fused_ops_available", lambda: False)
+    np.testing.assert_allclose(restore(model, img, tile=0).pixels, ref, atol=1e-4)
+    assert len(built) == (1 if fused_ops_available() else 0)
+
+
+@needs_onednn
+def test_shipped_weights_fused_match_eager():
+    """The default weights: fused and eager agree on a photo-sized input (the benchmark checks 1280x720)."""
+    model = load_model(device="cpu")
+    x = image(200, 328, seed=7)
+    with torch.inference_mode():
+        torch.testing.assert_close(FusedLMFN.from_model(model)(x), model(x), atol=1e-4, rtol=1e-4)
