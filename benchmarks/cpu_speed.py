@@ -4,11 +4,13 @@
 
 Prints, in one run (figures for issue 7 and the README):
 
-- seconds per 1280x720 frame: the plain eager forward (``torch.no_grad``, default layout) and
-  the tool's path (``lmfn_cli.restore``: inference mode, channels-last), 5 alternating runs
-  each after a warm-up (median, min, max), the largest difference between the two outputs,
-  and megapixels per second;
-- whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles;
+- seconds per 1280x720 frame: the plain eager forward (``torch.no_grad``, default layout), the
+  same forward channels-last, and the tool's path (``lmfn_cli.restore``: the fused CPU graph of
+  ``lmfn_cli.fused``), 5 runs each in turn after a warm-up (median, min, max), the largest
+  difference between the eager and the tool's outputs, and megapixels per second; ONNX Runtime
+  too when ``lmfn[onnx]`` is installed;
+- whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles, and
+  for 3000x2000 whole and in 512 px tiles;
 - peak RSS of ``lmfn deblur`` on a 1280x720, a 3000x2000 and a 6000x4000 PNG (a fresh process:
   decode, the default auto tiling, encode, write; model and torch included);
 - a batch of ``--batch`` 1280x720 PNG files through ``lmfn deblur`` (decode, deblur, encode,
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from lmfn_cli import load_model, restore
+from lmfn_cli.inference import use_channels_last
 from lmfn_cli.images import write_image
 
 
@@ -56,11 +59,13 @@ def best_of(fn, n: int = 3) -> tuple[float, object]:
 
 
 def forward_speed(rounds: int = 5) -> float:
-    """Eager and tool runs alternate (after a warm-up of each), so drifts in the machine's speed
-    hit both alike; the medians are compared."""
+    """The plain eager forward, the channels-last eager forward and the tool's path run in turn
+    (after a warm-up of each), so drifts in the machine's speed hit all alike; medians compared."""
     image = synthetic(720, 1280)
     x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
     plain = load_model(device="cpu")  # a fresh model: default (NCHW) layout
+    nhwc = use_channels_last(load_model(device="cpu"))
+    x_nhwc = x.contiguous(memory_format=torch.channels_last)
     tool = load_model(device="cpu")
     f32 = image.astype(np.float32) / 255  # a float image comes back as float: compare unrounded
 
@@ -68,59 +73,71 @@ def forward_speed(rounds: int = 5) -> float:
         with torch.no_grad():
             return plain(x).clamp(0, 1)
 
+    def channels_last():
+        with torch.inference_mode():
+            return nhwc(x_nhwc).clamp(0, 1)
+
     def fast():
         return restore(tool, f32, tile=0).pixels
 
-    y_eager, y_tool = eager(), fast()
-    t_eager, t_tool = [], []
+    paths = {"eager": eager, "nhwc": channels_last, "tool": fast}
+    outputs = {name: fn() for name, fn in paths.items()}
+    times = {name: [] for name in paths}
     for _ in range(rounds):
-        for fn, times in ((eager, t_eager), (fast, t_tool)):
+        for name, fn in paths.items():
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-    e, t = float(np.median(t_eager)), float(np.median(t_tool))
-    diff = float(np.abs(y_eager[0].permute(1, 2, 0).numpy() - y_tool).max())
+            times[name].append(time.perf_counter() - start)
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    ref = outputs["eager"][0].permute(1, 2, 0).numpy()
+    diff = float(np.abs(ref - outputs["tool"]).max())
     mp = 1280 * 720 / 1e6
-    print(f"| path ({rounds} alternating runs each) | median s per 1280x720 frame | min | max | MP/s |")
-    print("|---|---|---|---|---|")
-    print(f"| plain eager forward (no_grad, NCHW) | {e:.3f} | {min(t_eager):.3f} | {max(t_eager):.3f} | {mp / e:.2f} |")
-    print(f"| tool (restore: inference_mode, channels-last) | {t:.3f} | {min(t_tool):.3f} | {max(t_tool):.3f} | {mp / t:.2f} |")
-    print(f"speed-up {e / t:.2f}x (medians); max |difference| {diff:.2e}")
+    labels = {"eager": "plain eager forward (no_grad, NCHW)",
+              "nhwc": "channels-last eager forward (inference_mode; the tool's path before the fused graph)",
+              "tool": "tool (restore: fused CPU graph, lmfn_cli.fused)"}
+    print(f"| path ({rounds} runs each, in turn) | median s per 1280x720 frame | min | max | MP/s | vs eager |")
+    print("|---|---|---|---|---|---|")
+    for name, label in labels.items():
+        t = times[name]
+        print(f"| {label} | {med[name]:.3f} | {min(t):.3f} | {max(t):.3f} | {mp / med[name]:.2f} | "
+              f"{med['eager'] / med[name]:.2f}x |")
+    print(f"tool vs eager: {med['eager'] / med['tool']:.2f}x faster (medians); max |difference| {diff:.2e}")
     try:
         import onnxruntime  # noqa: F401
         import onnx  # noqa: F401
     except ImportError:
         print("(ONNX Runtime path skipped: pip install 'lmfn[onnx]')\n")
-        return t
+        return med["tool"]
     from lmfn_cli.onnxrt import OnnxLMFN, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         ort = OnnxLMFN(export_onnx(tool, Path(tmp) / "lmfn.onnx"))
         y_ort = restore(ort, f32, tile=0).pixels
-        times = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            restore(ort, f32, tile=0)
-            times.append(time.perf_counter() - start)
-    o = float(np.median(times))
+        t_ort, t_tool = [], []
+        for _ in range(rounds):  # in turn with the tool's path again: the two are close
+            for fn, sink in ((lambda: restore(ort, f32, tile=0), t_ort), (fast, t_tool)):
+                start = time.perf_counter()
+                fn()
+                sink.append(time.perf_counter() - start)
+    o, t = float(np.median(t_ort)), float(np.median(t_tool))
     print(f"ONNX Runtime (`lmfn export --onnx`, then -w FILE.onnx): median {o:.3f} s, {mp / o:.2f} MP/s, "
-          f"{e / o:.2f}x the eager forward; max |difference| {float(np.abs(y_ort - y_eager[0].permute(1, 2, 0).numpy()).max()):.2e}\n")
-    return t
+          f"against the tool's {t:.3f} s in turn with it; max |difference| to eager "
+          f"{float(np.abs(y_ort - ref).max()):.2e}\n")
+    return med["tool"]
 
 
 def tiling_speed() -> None:
+    """Best of 2 runs each (after a warm-up), whole image against the tile sizes."""
     model = load_model(device="cpu")
-    image = synthetic(1080, 1920, seed=1)
-    mp = 1920 * 1080 / 1e6
-    rows = []
-    for tile in (0, 1024, 512):
-        t, _ = best_of(lambda: restore(model, image, tile=tile), n=2)
-        rows.append((tile, t))
-    whole = rows[0][1]
-    print("| 1920x1080 | s | MP/s | throughput vs whole |")
-    print("|---|---|---|---|")
-    for tile, t in rows:
-        print(f"| {'whole' if tile == 0 else f'{tile} px tiles'} | {t:.2f} | {mp / t:.2f} | {whole / t:.0%} |")
+    print("| image | tiles | s | MP/s | throughput vs whole |")
+    print("|---|---|---|---|---|")
+    for (h, w), tiles in (((1080, 1920), (0, 1024, 512)), ((2000, 3000), (0, 512))):
+        image = synthetic(h, w, seed=1)
+        mp = h * w / 1e6
+        rows = [(tile, best_of(lambda: restore(model, image, tile=tile), n=2)[0]) for tile in tiles]
+        whole = rows[0][1]
+        for tile, t in rows:
+            print(f"| {w}x{h} | {'whole' if tile == 0 else f'{tile} px'} | {t:.2f} | {mp / t:.2f} | {whole / t:.0%} |")
     print()
 
 

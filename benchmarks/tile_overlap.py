@@ -7,7 +7,9 @@
 ``--memory`` runs one fp32 ``torch.inference_mode()`` CPU forward of the default model
 (``lmfn-residual``, the shipped weights' config) per size, each in a fresh subprocess, and
 reads the peak resident set (``ru_maxrss``) against the resident set just before the
-forward; a least-squares line over the sizes gives bytes per input pixel.
+forward; a least-squares line over the sizes gives bytes per input pixel. It does so for the
+plain forward (``LMFN.forward``, NCHW: what CUDA runs) and for the fused CPU graph the tool
+runs (``lmfn_cli.fused.FusedLMFN``, channels-last).
 
 ``--overlap``: LMFN's ALFM attention is global and its ESA blocks see ~200 px, so tiled and
 whole-image outputs differ. With the shipped weights, for natural photos (Urban100 sharp
@@ -43,6 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lmfn_cli.fused import FusedLMFN  # noqa: E402
 from lmfn_cli.images import read_image  # noqa: E402
 from lmfn_cli.metrics import psnr  # noqa: E402
 from lmfn_cli.model import build_model  # noqa: E402
@@ -69,13 +72,16 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_probe(height: int, width: int, threads: int) -> dict:
+def memory_probe(height: int, width: int, threads: int, graph: str) -> dict:
     """One forward in this (fresh) process; peak RSS growth in bytes. ru_maxrss is in KiB."""
     torch.set_num_threads(threads)
     model = build_model("lmfn-residual").eval()
+    layout = torch.contiguous_format
+    if graph == "fused":
+        model, layout = FusedLMFN.from_model(model), torch.channels_last
     with torch.inference_mode():
         model(torch.rand(1, 3, 64, 64))  # load kernels and libraries before measuring
-        x = torch.rand(1, 3, height, width)
+        x = torch.rand(1, 3, height, width).contiguous(memory_format=layout)
         max_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         rss_before = _rss_bytes()
         model(x)
@@ -85,14 +91,19 @@ def memory_probe(height: int, width: int, threads: int) -> dict:
 
 
 def memory(threads: int) -> None:
+    for graph in ("plain", "fused"):
+        memory_of(graph, threads)
+
+
+def memory_of(graph: str, threads: int) -> None:
     rows = []
     for h, w in MEMORY_SIZES:
-        cmd = [sys.executable, __file__, "--memory-probe", str(h), str(w), "--threads", str(threads)]
+        cmd = [sys.executable, __file__, "--memory-probe", str(h), str(w), "--threads", str(threads), "--graph", graph]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
     px = np.array([r["h"] * r["w"] for r in rows], dtype=np.float64)
     extra = np.array([r["extra"] for r in rows], dtype=np.float64)
     slope, intercept = np.polyfit(px, extra, 1)
-    print(f"## fp32 CPU forward memory, lmfn-residual, torch {torch.__version__}, {threads} thread(s)\n")
+    print(f"## fp32 CPU forward memory, lmfn-residual, {graph} graph, torch {torch.__version__}, {threads} thread(s)\n")
     print("| input | pixels | peak RSS growth (MiB) | ru_maxrss delta (MiB) | bytes/pixel |")
     print("|---|---:|---:|---:|---:|")
     for r, p in zip(rows, px):
@@ -214,12 +225,13 @@ def main() -> None:
     ap.add_argument("--overlap", action="store_true", help="PSNR(tiled, whole) table")
     ap.add_argument("--seams", action="store_true", help="seam-local errors, tiles 128 and 256")
     ap.add_argument("--memory-probe", nargs=2, type=int, metavar=("H", "W"), help=argparse.SUPPRESS)
+    ap.add_argument("--graph", choices=("plain", "fused"), default="plain", help=argparse.SUPPRESS)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--max-side", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.memory_probe:
-        print(json.dumps(memory_probe(*args.memory_probe, args.threads)))
+        print(json.dumps(memory_probe(*args.memory_probe, args.threads, args.graph)))
         return
     torch.set_num_threads(args.threads)
     if not (args.memory or args.overlap or args.seams):

@@ -21,7 +21,8 @@ import torch
 from .errors import ImageError
 from .fused import FusedLMFN, fused_ops_available
 from .model import LMFN
-from .tiling import ALIGN, CPU_MAX_TILE, CPU_MAX_WHOLE, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, choose_tile, halve, run_tiled
+from .tiling import (ALIGN, CPU_MAX_TILE, CPU_MAX_WHOLE, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, FUSED_BYTES_PER_PIXEL,
+                     choose_tile, halve, run_tiled)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ def use_channels_last(model: LMFN) -> LMFN:
     return model
 
 
+def _fuses(model: LMFN, device: torch.device, precision: str) -> bool:
+    """Whether ``model`` runs as its fused CPU graph (`fused.FusedLMFN`) here."""
+    return device.type == "cpu" and precision == "fp32" and isinstance(model, LMFN) and fused_ops_available()
+
+
 def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A tile function for ``run_tiled``: CPU float tile in, CPU float32 result in [0,1] out.
 
@@ -115,7 +121,7 @@ def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[tor
     dtype = _DTYPES[precision]
     nhwc = device.type == "cpu"  # measured on CPUs only; CUDA keeps the default layout
     net: torch.nn.Module = model
-    if nhwc and dtype == torch.float32 and isinstance(model, LMFN) and fused_ops_available():
+    if _fuses(model, device, precision):
         net = FusedLMFN.from_model(model)
     elif nhwc:
         use_channels_last(model)
@@ -174,8 +180,12 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
     if tile and tile >= max(h, w):
         tile = 0  # one tile covers the image: report it as a whole-image run
     if tile is None:  # auto
-        per_pixel = FORWARD_BYTES_PER_PIXEL * (0.6 if precision != "fp32" else 1.0)
-        cpu = device.type == "cpu"  # big CPU forwards are slower per pixel: see tiling.CPU_MAX_TILE
+        cpu = device.type == "cpu"
+        if _fuses(model, device, precision):
+            per_pixel = FUSED_BYTES_PER_PIXEL
+        else:
+            per_pixel = FORWARD_BYTES_PER_PIXEL * (0.6 if precision != "fp32" else 1.0)
+        # On a CPU, whole images up to a size and tiles up to a size: see tiling.CPU_MAX_TILE.
         tile = choose_tile(h, w, free_bytes=available_memory(device), bytes_per_pixel=per_pixel,
                            max_tile=CPU_MAX_TILE if cpu else None, max_whole=CPU_MAX_WHOLE if cpu else None)
         log.debug("auto tile for %dx%d on %s: %s", w, h, device, tile or "whole image")

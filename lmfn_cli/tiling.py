@@ -29,6 +29,7 @@ __all__ = [
     "MIN_TILE",
     "ALIGN",
     "FORWARD_BYTES_PER_PIXEL",
+    "FUSED_BYTES_PER_PIXEL",
     "CPU_MAX_TILE",
     "CPU_MAX_WHOLE",
     "tile_starts",
@@ -53,18 +54,21 @@ DEFAULT_OVERLAP: int = 32
 # pixel. `python benchmarks/tile_overlap.py --memory` (torch 2.13 CPU, fresh process per size,
 # 256^2 .. 2048^2) measured 588 B/px, a straight line through 0 (1 and 2 threads alike);
 # rounded up ~9%. Mostly the 64-channel full-resolution head feature map (256 B/px) and the
-# conv buffers beside it.
+# conv buffers beside it. That is the plain forward (CUDA, and CPUs in half precision); the
+# fused CPU graph (`lmfn_cli.fused`), which never holds that map whole, measured 187-202 B/px
+# (144 at 2048^2), rounded up ~9% too.
 FORWARD_BYTES_PER_PIXEL: float = 640.0
+FUSED_BYTES_PER_PIXEL: float = 220.0
 
-# What `auto` picks on a CPU (2 cores, fp32, channels-last, balanced tiles; `python
-# benchmarks/cpu_speed.py` and the same runs by hand): 6000x4000 takes 33.9 s in tiles of 512,
-# 33.6 s in 768 and 33.9 s in 1024, so the smallest costs no time and bounds memory best (a
-# 512 px forward needs ~0.16 GB, a 1024 px one ~0.6 GB); 1920x1080 takes 2.5 s in tiles of 512
-# and 3.2 s whole (feature maps of a big forward leave the caches); 1280x720 1.2-1.3 s whole or
-# in tiles. (Before tiles were balanced, square 1024 px tiles made 1920x1080 twice as slow as
-# whole, which is why `auto` used to run up to 2.1 MP whole.)
-CPU_MAX_TILE: int = 512
-CPU_MAX_WHOLE: int = 1 << 20  # pixels (padded): 1280x720 runs whole, 1920x1080 in tiles
+# What `auto` picks on a CPU (2 cores, fp32, fused graph, balanced tiles; `python
+# benchmarks/cpu_speed.py` and the same runs by hand): 1920x1080 takes 2.00-2.13 s whole,
+# 2.06-2.20 s in 1024 px tiles and 2.30-2.42 s in 512; 6000x4000 takes 30.6 s in tiles of 512,
+# 26.2 s in 768 and 24.7 s in 1024 (less overlap recomputed). Whole images are exact (no seams),
+# so `auto` runs up to 2.1 MP whole (Full HD: ~0.45 GB) and tiles larger ones at 1024 px (~0.23
+# GB per forward). (The earlier channels-last path, at 588 B/px, was no faster in big tiles and
+# used 512 px tiles and 1 MP whole.)
+CPU_MAX_TILE: int = 1024
+CPU_MAX_WHOLE: int = 1 << 21  # pixels (padded): 1920x1080 (1920x1088) runs whole
 
 # LMFN's total stride (four stride-2 convs): tile offsets must be multiples of it to keep the
 # whole image's sampling grid, and the model pads inputs to multiples of it.

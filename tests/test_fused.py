@@ -157,3 +157,21 @@ def test_shipped_weights_fused_match_eager():
     x = image(200, 328, seed=7)
     with torch.inference_mode():
         torch.testing.assert_close(FusedLMFN.from_model(model)(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_auto_tile_budgets_the_fused_graphs_memory(monkeypatch):
+    """`auto` sizes CPU tiles by the fused graph's bytes per pixel (a third of the plain
+    forward's), and by the plain forward's where the fused graph does not run."""
+    from lmfn_cli.tiling import FORWARD_BYTES_PER_PIXEL, FUSED_BYTES_PER_PIXEL, choose_tile
+
+    model = trained_like(TINY, seed=8)
+    free = 400 * 400 * FUSED_BYTES_PER_PIXEL  # room for a ~400 px fused tile, a ~230 px plain one
+    monkeypatch.setattr(inference, "available_memory", lambda device: free)
+    img = np.zeros((700, 900, 3), np.uint8)
+    expect = choose_tile(700, 900, free_bytes=free, bytes_per_pixel=FUSED_BYTES_PER_PIXEL, max_tile=512)
+    if fused_ops_available():
+        assert restore(model, img).tile == expect
+    monkeypatch.setattr(inference, "fused_ops_available", lambda: False)
+    plain = choose_tile(700, 900, free_bytes=free, bytes_per_pixel=FORWARD_BYTES_PER_PIXEL, max_tile=512)
+    assert plain < expect
+    assert restore(model, img).tile == plain
