@@ -88,7 +88,11 @@ _ORIENTATION = 0x0112
 _TIFF_EXIF_TAGS = frozenset({270, 271, 272, _ORIENTATION, 305, 306, 315, 316, 33432, 34665, 34853})
 _SUB_IFDS = frozenset({34665, 34853})  # EXIF, GPS
 _MAX_ICC_BYTES = 1 << 24
-_PNG_LEVEL = 6  # zlib level: Pillow's default, a good size/speed balance
+# zlib level for PNG. Measured on photos (Pillow, one core): level 3 encodes in 88 ms/MP at
+# 1.01 MB/MP; Pillow's default 6 takes 291 ms/MP for 0.94 MB/MP, and 1 58 ms/MP for 1.07. In a
+# batch on a 2-core CPU encoding competes with the network for the cores, so 7% smaller files
+# are not worth 3.3x the time. The pixels are the same at every level.
+_PNG_LEVEL = 3
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing arrays with == is ambiguous

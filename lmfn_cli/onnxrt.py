@@ -1,12 +1,13 @@
-"""LMFN through ONNX Runtime: the fastest CPU path we measured (optional, ``pip install lmfn[onnx]``).
+"""LMFN through ONNX Runtime (optional, ``pip install lmfn[onnx]``): for deploying the network
+where ONNX runs; on our CPU no faster than the default fused torch graph (`lmfn_cli.fused`).
 
 ``export_onnx`` writes the network without its padding and cropping (those depend on the image
 size, and a traced graph would freeze them) and with dynamic height and width, so one file
 serves every image and tile size. ``OnnxLMFN`` loads such a file into an ONNX Runtime CPU
 session and behaves like `LMFN` for `lmfn_cli.inference.restore`: (B,3,H,W) float in [0,1]
 in, the same shape out, padding inside ``forward``. On the 2-core CI machine a 1280x720 frame
-takes 0.89 s against 1.5 s for PyTorch's plain eager forward, same output to 2e-7
-(``python benchmarks/cpu_speed.py``).
+takes 0.88-0.97 s, against 0.86-1.00 s for the fused torch graph in turn with it and 1.6-1.9 s
+for PyTorch's plain eager forward, same output to 6e-8 (``python benchmarks/cpu_speed.py``).
 
 The export uses torch's TorchScript-based exporter (``dynamo=False``: deprecated since torch 2.9,
 with a DeprecationWarning, but it needs no onnxscript); the graph has no size-dependent
