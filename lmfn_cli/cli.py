@@ -479,15 +479,21 @@ def _finish_scoring(records: list, scoring: _Scoring, settings, model_info: dict
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="TOML recipe (see recipes/); options given here override its fields.")
 @click.option("--variant", default="lmfn", show_default=True, help="Model variant to train (see lmfn info).")
 @click.option("--global-residual/--no-global-residual", default=None, help="Add the input to the output (overrides the variant).")
 @click.option("--paired", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder: blur/ + sharp/ or GoPro's */blur + */sharp. Repeatable.")
 @click.option("--sharp", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder of sharp photos to blur on the fly. Repeatable.")
 @click.option("--kernels", type=click.Path(file_okay=False, exists=True), help="Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly blur.")
-@click.option("--val", type=click.Path(file_okay=False, exists=True), help="Paired folder for validation (e.g. made by lmfn synth).")
+@click.option("--noise-prob", default=0.8, show_default=True, help="On-the-fly blur: share of pairs given sensor noise.")
+@click.option("--jpeg-prob", default=0.5, show_default=True, help="On-the-fly blur: share of pairs JPEG-compressed.")
+@click.option("--kernel-split", type=click.Choice(["train", "all"]), default="train", show_default=True,
+              help="train: leave out the kernels the validation sets use (USRNet 8-11, gyro_04).")
+@click.option("--val", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder for validation (e.g. made by benchmarks/validation.py --build-only). Repeatable: each set is scored, the best checkpoint has the best mean.")
 @click.option("--val-crop", default=256, show_default=True, help="Centre crop of validation images (0: whole).")
 @click.option("--val-max", default=24, show_default=True, help="Use at most this many validation pairs (0: all).")
-@click.option("--loss", type=click.Choice(["mse", "l1", "charbonnier"]), default="mse", show_default=True)
+@click.option("--loss", type=click.Choice(["mse", "l1", "charbonnier", "psnr"]), default="mse", show_default=True, help="psnr: minus each image's PSNR.")
 @click.option("--fft-weight", default=0.0, show_default=True, help="Weight of an L1 loss on the FFT of the error.")
 @click.option("--lr", default=1e-4, show_default=True)
 @click.option("--min-lr", default=1e-6, show_default=True, help="Final learning rate of the cosine schedule.")
@@ -509,7 +515,11 @@ def _finish_scoring(records: list, scoring: _Scoring, settings, model_info: dict
 @click.option("--init", "init_weights", type=click.Path(dir_okay=False, exists=True), help="Start a new run from these weights.")
 @click.option("--max-minutes", type=float, default=None, help="Stop cleanly (with a checkpoint) after this wall time.")
 @click.option("--workers", default=0, show_default=True, help="Data loader processes (0: in the training process).")
-@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (fp16) on CUDA; ignored on the CPU.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast precision. auto: bf16 on CPUs with native bf16 when a probe shows it faster, bf16 on CUDA (fp16 without it), else fp32.")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC layout [default: on CUDA and under bf16].")
+@click.option("--amp/--no-amp", default=None, hidden=True, help="Deprecated: --no-amp is --precision fp32.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="At the end, write the best weights here (.safetensors).")
 @click.option("--export-fp16", is_flag=True, help="Store exported weights as fp16.")
@@ -517,9 +527,10 @@ def _finish_scoring(records: list, scoring: _Scoring, settings, model_info: dict
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
-def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool | None, resume: bool, init_weights: str | None,
-          max_minutes: float | None, workers: int, amp: bool, threads: int | None, export_path: Path | None,
-          export_fp16: bool, export_which: str, device: str, quiet: bool, **fields) -> None:
+def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: str, global_residual: bool | None, resume: bool,
+          init_weights: str | None, max_minutes: float | None, workers: int, precision: str, channels_last: bool | None,
+          amp: bool | None, threads: int | None, export_path: Path | None, export_fp16: bool, export_which: str,
+          device: str, quiet: bool, **fields) -> None:
     """Train LMFN on paired folders and/or sharp photos blurred on the fly.
 
     The defaults are the paper's recipe (MSE, Adam 0.9/0.999, weight decay 1e-4, lr 1e-4 divided
@@ -527,13 +538,19 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
     log.jsonl and curve.png. --resume continues exactly (the run's own config is used; --steps
     may extend it). To export without training: --resume --max-minutes 0 --export FILE.
 
+    A recipe (--recipe recipes/NAME.toml) holds a run's settings in one file; options given
+    on the command line override its fields, and it is saved in the checkpoint and the
+    exported weights.
+
     \b
     Example:
       lmfn synth photos/ -o pairs/ --seed 1 && lmfn synth val-photos/ -o val/ --seed 2
       lmfn train runs/a --paired pairs/ --val val/ --max-minutes 60
       lmfn train runs/a --resume --max-minutes 60 --export weights/lmfn-mine.safetensors
+      lmfn train runs/b --recipe recipes/lmfn-synthblur-v2-stage1.toml --max-minutes 60
     """
     from .inference import resolve_device
+    from .recipes import read_recipe, resolve_init
     from .train import TrainConfig, export_weights, train as run_training
 
     if threads:
@@ -544,16 +561,40 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
         dev = resolve_device(device)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--device") from None
+    def given(name: str) -> bool:
+        return ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+    if amp is False and not given("precision"):
+        precision = "fp32"
+    recipe = None
     steps = fields.pop("steps")
     if resume:
-        explicit = [k for k in fields if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
-        if explicit or global_residual is not None or ctx.get_parameter_source("variant") == click.core.ParameterSource.COMMANDLINE:
-            click.echo(f"lmfn: note: --resume uses the run's saved config; ignoring {', '.join(explicit) or 'model options'}", err=True)
+        explicit = [k for k in fields if given(k)]
+        if explicit or recipe_path or global_residual is not None or given("variant"):
+            click.echo(f"lmfn: note: --resume uses the run's saved config; ignoring {', '.join(explicit) or 'model options and --recipe'}", err=True)
         cfg = None
     else:
-        overrides = {} if global_residual is None else {"global_residual": global_residual}
-        fields["paired"], fields["sharp"] = tuple(fields["paired"]), tuple(fields["sharp"])
         try:
+            if recipe_path is not None:
+                recipe = read_recipe(recipe_path)
+                # the recipe replaces the defaults; options given on the command line win
+                fields = {k: v for k, v in fields.items() if given(k)}
+                fields = {**recipe.fields, **fields}
+                variant = variant if given("variant") else fields.pop("variant", variant)
+                fields.pop("variant", None)
+                if global_residual is None:
+                    global_residual = recipe.global_residual
+                if init_weights is None and recipe.init:
+                    init_weights = str(resolve_init(recipe.init))
+                if not given("precision") and recipe.precision:
+                    precision = recipe.precision
+                if steps is None:
+                    steps = fields.pop("steps", None)
+                fields.pop("steps", None)
+            overrides = {} if global_residual is None else {"global_residual": global_residual}
+            for key in ("paired", "sharp", "val"):
+                if key in fields:
+                    fields[key] = tuple(fields[key])
             cfg = TrainConfig.for_variant(variant, model_overrides=overrides, steps=steps or 1_000_000, **fields)
         except LMFNError as exc:
             raise click.BadParameter(str(exc)) from None
@@ -578,7 +619,8 @@ def train(ctx: click.Context, run_dir: Path, variant: str, global_residual: bool
     previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         state = run_training(cfg, run_dir, resume=resume, init_weights=init_weights, device=dev, max_minutes=max_minutes,
-                             steps=steps, workers=workers, amp=amp, on_log=progress, should_stop=stop.is_set)
+                             steps=steps, workers=workers, precision=precision, channels_last=channels_last,
+                             recipe=recipe, on_log=progress, should_stop=stop.is_set)
         click.echo(json.dumps({"run": str(run_dir), "step": state.step, "best": state.best}))
         if export_path is not None:
             written = export_weights(run_dir, export_path, which=export_which, fp16=export_fp16)

@@ -1135,6 +1135,12 @@ class SynthConfig:
         return from_dict(cls, data, "synth config")
 
 
+HELD_OUT_USRNET = (8, 9, 10, 11)
+"""USRNet's four motion kernels: validation blur only (``KernelBank.split``)."""
+HELD_OUT_GYRO = ("gyro_04",)
+"""The gyro recording kept for validation blur (``KernelBank.split``)."""
+
+
 @dataclass(frozen=True, eq=False)
 class KernelBank:
     """Measured blur data for the mixture: USRNet kernels and gyro recordings (either may be empty).
@@ -1144,6 +1150,8 @@ class KernelBank:
 
     usrnet: tuple[np.ndarray, ...] = ()
     gyro: tuple[GyroRecording, ...] = ()
+    usrnet_ids: tuple[int, ...] = ()
+    """Index of each USRNet kernel in usrnet_kernels_12.mat (empty: 0, 1, 2, ...)."""
 
     @classmethod
     def from_dir(cls, kernels_dir: str | Path) -> "KernelBank":
@@ -1166,9 +1174,33 @@ class KernelBank:
             folders = sorted(p for p in gyro_root.glob("gyro_*") if (p / "gyro.txt").is_file())
         if not folders:
             log.warning("no gyro recordings under %s; gyro blur left out of the mixture", gyro_root)
-        bank = cls(usrnet=tuple(usrnet), gyro=tuple(load_gyro(p) for p in folders))
+        bank = cls(
+            usrnet=tuple(usrnet),
+            gyro=tuple(load_gyro(p) for p in folders),
+            usrnet_ids=tuple(range(len(usrnet))),
+        )
         log.info("kernel bank: %d USRNet kernels, %d gyro recordings", len(bank.usrnet), len(bank.gyro))
         return bank
+
+    def split(self, part: Literal["train", "val", "all"]) -> "KernelBank":
+        """The training or the validation share of the measured blur (``all``: this bank).
+
+        Validation blur must come from kernels training never sees: USRNet's motion kernels
+        ``HELD_OUT_USRNET`` (8-11) and the gyro recording ``HELD_OUT_GYRO`` (gyro_04) are the
+        validation share, everything else the training share. USRNet kernels keep their index
+        in the .mat file (``usrnet_ids``), so a split of a split is still well defined.
+        """
+        if part == "all":
+            return self
+        if part not in ("train", "val"):
+            raise ConfigError(f"part must be train, val or all, got {part!r}")
+        ids = self.usrnet_ids or tuple(range(len(self.usrnet)))
+        keep_val = part == "val"
+        usrnet = [(i, k) for i, k in zip(ids, self.usrnet) if (i in HELD_OUT_USRNET) == keep_val]
+        gyro = tuple(g for g in self.gyro if (g.name in HELD_OUT_GYRO) == keep_val)
+        return KernelBank(
+            usrnet=tuple(k for _, k in usrnet), gyro=gyro, usrnet_ids=tuple(i for i, _ in usrnet)
+        )
 
 
 def _jsonable(obj):

@@ -1,4 +1,6 @@
-"""Training LMFN: data, the loop, checkpoints that resume exactly, validation, export.
+"""Training LMFN: the loop, checkpoints that resume exactly, validation, export.
+
+The run's config is in ``train_config``, its data in ``train_data``, recipes in ``recipes``.
 
 A run lives in one folder::
 
@@ -25,21 +27,23 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Callable, Literal, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from . import __version__
-from .config import from_dict
 from .errors import LMFNError
 from .files import atomic_path
-from .images import IMAGE_EXTENSIONS, read_image
 from .metrics import psnr, ssim
-from .model import LMFN, LMFNConfig, variant_config
+from .model import LMFN
+from .train_config import TrainConfig, TrainError, learning_rate
+from .train_data import BatchSource, PairedImages, build_batches, find_pairs, load_val_set, load_val_sets
 from .weights import read_weights, save_weights
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -47,249 +51,19 @@ __all__ = [
     "TrainConfig",
     "TrainError",
     "PairedImages",
+    "BatchSource",
+    "build_batches",
     "find_pairs",
+    "learning_rate",
+    "load_val_set",
+    "load_val_sets",
+    "loss_fn",
     "train",
     "evaluate",
+    "evaluate_sets",
     "export_weights",
     "load_checkpoint",
 ]
-
-
-class TrainError(LMFNError):
-    """A training run that cannot start or continue (bad data folder, config, checkpoint)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run; saved in its checkpoint.
-
-    The defaults are the paper's recipe (MSE, Adam 0.9/0.999, weight decay 1e-4, lr 1e-4
-    divided by 10 every 5e5 steps) on the paper's model.
-    """
-
-    model: LMFNConfig = field(default_factory=LMFNConfig)
-    variant: str = "lmfn"
-    paired: tuple[str, ...] = ()
-    """Folders of pairs: ``blur/`` + ``sharp/``, or GoPro-style ``*/blur`` + ``*/sharp``."""
-    sharp: tuple[str, ...] = ()
-    """Folders of sharp photos, blurred on the fly by ``lmfn_cli.synth``."""
-    kernels: str | None = None
-    """Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly synthesis."""
-    val: str | None = None
-    """A paired folder for validation (fixed; made with ``lmfn synth --seed``)."""
-    val_crop: int = 256
-    val_max: int = 24
-    loss: Literal["mse", "l1", "charbonnier"] = "mse"
-    fft_weight: float = 0.0
-    """Weight of an L1 loss on the 2-D FFT (frequency) of output minus target (0: off)."""
-    lr: float = 1e-4
-    min_lr: float = 1e-6
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: Literal["step", "cosine", "constant"] = "step"
-    step_size: int = 500_000
-    gamma: float = 0.1
-    warmup: int = 0
-    steps: int = 1_000_000
-    batch: int = 8
-    patch: int = 128
-    augment: bool = True
-    grad_clip: float = 0.0
-    seed: int = 0
-    val_every: int = 500
-    log_every: int = 20
-    ckpt_minutes: float = 5.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):
-            object.__setattr__(self, "model", LMFNConfig.from_dict(self.model))
-        for name in ("paired", "sharp"):
-            object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.loss not in ("mse", "l1", "charbonnier"):
-            raise TrainError(f"loss must be mse, l1 or charbonnier, got {self.loss!r}")
-        if self.schedule not in ("step", "cosine", "constant"):
-            raise TrainError(f"schedule must be step, cosine or constant, got {self.schedule!r}")
-        if self.batch < 1 or self.patch < 16 or self.steps < 1:
-            raise TrainError("batch >= 1, patch >= 16 and steps >= 1 are required")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        return from_dict(cls, data, "training config")
-
-    @classmethod
-    def for_variant(cls, variant: str, **fields) -> "TrainConfig":
-        model_overrides = fields.pop("model_overrides", {})
-        return cls(model=variant_config(variant, **model_overrides), variant=variant, **fields)
-
-
-def learning_rate(cfg: TrainConfig, step: int) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up, then the schedule."""
-    if cfg.warmup and step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if cfg.schedule == "step":
-        return cfg.lr * cfg.gamma ** (step // cfg.step_size)
-    if cfg.schedule == "cosine":
-        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
-    return cfg.lr
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-def _images_in(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-
-
-def find_pairs(root: str | Path) -> list[tuple[Path, Path]]:
-    """(blurry, sharp) paths under ``root``: ``root/blur`` + ``root/sharp``, or GoPro's
-    ``root/*/blur`` + ``root/*/sharp`` (``blur_gamma`` is not used). Paired by file stem."""
-    root = Path(root)
-    if not root.is_dir():
-        raise TrainError(f"{root}: no such folder")
-    sequences = [root] if (root / "blur").is_dir() else sorted(d for d in root.iterdir() if (d / "blur").is_dir())
-    pairs = []
-    for seq in sequences:
-        if not (seq / "sharp").is_dir():
-            raise TrainError(f"{seq}: has blur/ but no sharp/")
-        blur, sharp = _images_in(seq / "blur"), _images_in(seq / "sharp")
-        missing = sorted(set(blur) ^ set(sharp))
-        if missing:
-            log.warning("%s: %d images without a partner (e.g. %s), skipped", seq, len(missing), missing[0])
-        pairs += [(blur[k], sharp[k]) for k in sorted(set(blur) & set(sharp))]
-    if not pairs:
-        raise TrainError(f"{root}: no blur/ + sharp/ image pairs found")
-    return pairs
-
-
-def _rgb8(path: Path) -> np.ndarray:
-    img = read_image(path)
-    if img.dtype != np.uint8:
-        img = np.rint(img / 257.0).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha: drop alpha
-        img = img[..., 0]
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    return np.array(img[..., :3])  # a writable, contiguous copy
-
-
-class PairedImages:
-    """All pairs of some paired folders in memory as uint8 arrays (H,W,3)."""
-
-    def __init__(self, roots: tuple[str, ...] | list[str]):
-        self.blur: list[np.ndarray] = []
-        self.sharp: list[np.ndarray] = []
-        for root in roots:
-            for b, s in find_pairs(root):
-                bi, si = _rgb8(b), _rgb8(s)
-                if bi.shape != si.shape:
-                    raise TrainError(f"{b}: size {bi.shape[:2]} differs from its sharp image {si.shape[:2]}")
-                self.blur.append(bi)
-                self.sharp.append(si)
-
-    def __len__(self) -> int:
-        return len(self.blur)
-
-
-def _augment(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
-    """The same random flip / 90-degree rotation for each array (H,W,C)."""
-    k, flip = int(rng.integers(4)), bool(rng.integers(2))
-    out = []
-    for a in arrays:
-        a = np.rot90(a, k, axes=(0, 1))
-        out.append(a[:, ::-1] if flip else a)
-    return out
-
-
-def _crop(rng: np.random.Generator, patch: int, *arrays: np.ndarray) -> list[np.ndarray]:
-    h, w = arrays[0].shape[:2]
-    ph, pw = min(patch, h), min(patch, w)
-    y, x = int(rng.integers(h - ph + 1)), int(rng.integers(w - pw + 1))
-    return [a[y : y + ph, x : x + pw] for a in arrays]
-
-
-class BatchSource(Dataset):
-    """Map-style dataset whose item ``s`` is the whole training batch of step ``s``.
-
-    Returns (blurry, sharp) float32 tensors (B,3,P,P) in [0,1]. Pairs come from paired folders
-    (random crop) and/or sharp photos blurred on the fly, mixed by how many images each has.
-    """
-
-    def __init__(self, cfg: TrainConfig, paired: PairedImages | None, synth_fn: Callable | None, sharp_images: list[np.ndarray]):
-        self.cfg = cfg
-        self.paired = paired
-        self.synth_fn = synth_fn
-        self.sharp_images = sharp_images
-        n_paired = len(paired) if paired else 0
-        self.p_paired = n_paired / max(1, n_paired + len(sharp_images))
-        if n_paired + len(sharp_images) == 0:
-            raise TrainError("no training data: give paired folders and/or sharp photo folders")
-
-    def __len__(self) -> int:
-        return self.cfg.steps
-
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        p = self.cfg.patch
-        if self.paired and rng.random() < self.p_paired:
-            i = int(rng.integers(len(self.paired)))
-            blur, sharp = _crop(rng, p, self.paired.blur[i], self.paired.sharp[i])
-            blur, sharp = blur.astype(np.float32) / 255, sharp.astype(np.float32) / 255
-        else:
-            i = int(rng.integers(len(self.sharp_images)))
-            # Crop with a margin so the blur near the patch border sees real image content.
-            (big,) = _crop(rng, p + 32, self.sharp_images[i])
-            blur, sharp, _ = self.synth_fn(big.astype(np.float32) / 255, rng)
-            blur, sharp = blur[16 : 16 + p, 16 : 16 + p], sharp[16 : 16 + p, 16 : 16 + p]
-        if self.cfg.augment:
-            blur, sharp = _augment(rng, blur, sharp)
-        return blur, sharp
-
-    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.cfg.seed, step])
-        pairs = [self.sample(rng) for _ in range(self.cfg.batch)]
-        # Images smaller than the patch give smaller crops: bring a batch to one size.
-        h = min(b.shape[0] for b, _ in pairs)
-        w = min(b.shape[1] for b, _ in pairs)
-
-        def stack(k: int) -> torch.Tensor:
-            arr = np.stack([np.ascontiguousarray(pair[k][:h, :w]) for pair in pairs])
-            return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
-
-        return stack(0), stack(1)
-
-
-def _load_sharp_folder(folder: str) -> list[np.ndarray]:
-    paths = [p for p in sorted(Path(folder).rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
-    if not paths:
-        raise TrainError(f"{folder}: no images found")
-    return [_rgb8(p) for p in paths]
-
-
-def build_batches(cfg: TrainConfig) -> BatchSource:
-    paired = PairedImages(cfg.paired) if cfg.paired else None
-    sharp_images = [img for folder in cfg.sharp for img in _load_sharp_folder(folder)]
-    synth_fn = None
-    if sharp_images:
-        from . import synth
-
-        bank = synth.KernelBank.from_dir(cfg.kernels) if cfg.kernels else None
-
-        def synth_fn(img: np.ndarray, rng: np.random.Generator):
-            return synth.synthesize_pair(img, rng, synth.SynthConfig(), bank)
-
-    log.info("training data: %d pairs, %d sharp photos", len(paired) if paired else 0, len(sharp_images))
-    return BatchSource(cfg, paired, synth_fn, sharp_images)
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,6 +77,10 @@ def loss_fn(cfg: TrainConfig, out: torch.Tensor, target: torch.Tensor) -> torch.
         loss = diff.pow(2).mean()
     elif cfg.loss == "l1":
         loss = diff.abs().mean()
+    elif cfg.loss == "psnr":
+        # 10 log10(MSE) per image (= -PSNR for a peak of 1), scaled to stay near L1's size
+        mse = diff.pow(2).flatten(1).mean(1)
+        loss = 0.005 * (10 * torch.log10(mse + 1e-8)).mean()
     else:
         loss = torch.sqrt(diff.pow(2) + 1e-6).mean()
     if cfg.fft_weight:
@@ -310,24 +88,20 @@ def loss_fn(cfg: TrainConfig, out: torch.Tensor, target: torch.Tensor) -> torch.
     return loss
 
 
-def _centre_crop(img: np.ndarray, size: int) -> np.ndarray:
-    if not size:
-        return img
-    h, w = img.shape[:2]
-    y, x = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return img[y : y + size, x : x + size]
-
-
-def load_val_set(folder: str | Path, crop: int = 0, limit: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Validation pairs (blurry, sharp) uint8, centre-cropped to ``crop`` (0: whole images)."""
-    pairs = find_pairs(folder)
-    if limit:
-        pairs = pairs[:limit]
-    return [(_centre_crop(_rgb8(b), crop), _centre_crop(_rgb8(s), crop)) for b, s in pairs]
+def evaluate_sets(model: LMFN, sets: dict[str, list[tuple[np.ndarray, np.ndarray]]], channels_last: bool = False) -> dict[str, float]:
+    """``evaluate`` on every set: the means over the sets (``psnr``, ``ssim``, ``input_psnr``,
+    ``input_ssim``) and, with several sets, each set's ``<name>/psnr`` and ``<name>/input_psnr``."""
+    per_set = {name: evaluate(model, pairs, channels_last) for name, pairs in sets.items()}
+    out = {k: sum(m[k] for m in per_set.values()) / max(1, len(per_set)) for k in ("psnr", "ssim", "input_psnr", "input_ssim")}
+    if len(per_set) > 1:
+        for name, m in per_set.items():
+            out[f"{name}/psnr"] = m["psnr"]
+            out[f"{name}/input_psnr"] = m["input_psnr"]
+    return out
 
 
 @torch.inference_mode()
-def evaluate(model: LMFN, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def evaluate(model: LMFN, pairs: list[tuple[np.ndarray, np.ndarray]], channels_last: bool = False) -> dict[str, float]:
     """Mean PSNR/SSIM of the model's output and of the blurry input against the sharp images."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -336,7 +110,8 @@ def evaluate(model: LMFN, pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[st
     for blur, sharp in pairs:
         b = torch.from_numpy(blur).permute(2, 0, 1)[None].float().div(255).to(device)
         s = torch.from_numpy(sharp).permute(2, 0, 1)[None].float().div(255).to(device)
-        out = model(b).clamp(0, 1)
+        x = b.contiguous(memory_format=torch.channels_last) if channels_last else b
+        out = model(x).float().contiguous().clamp(0, 1)
         sums["psnr"] += psnr(out, s).item()
         sums["ssim"] += ssim(out, s).item()
         sums["input_psnr"] += psnr(b, s).item()
@@ -397,7 +172,24 @@ def export_weights(run_dir: str | Path, dest: str | Path, *, which: Literal["bes
     dtype = torch.float16 if fp16 else torch.float32
     stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"training": json.dumps(summary), "tensors_sha256": tensors_sha256(stored)}
+    meta.update(_recipe_metadata(cfg, {"recipe": ckpt.get("recipe"), "init": ckpt.get("init")}))
     return save_weights(model, dest, variant=cfg.variant, metadata=meta, dtype=dtype)
+
+
+def _recipe_metadata(cfg: TrainConfig, provenance: dict) -> dict[str, str]:
+    """Weights metadata that repeats the run: ``recipe`` (TOML of the effective config, see
+    ``recipes.recipe_toml``; absent for model configs that are not a named variant) and
+    ``recipe_source`` (name, SHA-256 and text of the recipe file the run was started from)."""
+    from .recipes import recipe_toml
+
+    meta = {}
+    try:
+        meta["recipe"] = recipe_toml(cfg, init=provenance.get("init"))
+    except LMFNError:
+        pass
+    if provenance.get("recipe"):
+        meta["recipe_source"] = json.dumps(provenance["recipe"])
+    return meta
 
 
 def _summary(cfg: TrainConfig, step: int, best: dict, elapsed: float, which: str) -> dict:
@@ -441,7 +233,9 @@ def train(
     max_minutes: float | None = None,
     steps: int | None = None,
     workers: int = 0,
-    amp: bool = False,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+    recipe: Recipe | None = None,
     on_log: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunState:
@@ -451,7 +245,16 @@ def train(
     the total). ``init_weights``: start a new run from a weights file (fine-tuning).
     ``max_minutes`` stops the session cleanly (with a checkpoint) after that wall time;
     ``should_stop`` is asked between steps (e.g. set by a signal handler) and stops it the same way.
+
+    ``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` autocast (``lmfn_cli.precision``:
+    ``auto`` is bf16 on a CPU with native bf16 when a 20-step probe shows it faster, bf16 on
+    CUDA GPUs that have it, else fp32 / fp16). ``channels_last``: NHWC layout (``None``: on CUDA
+    and under bf16, where it is faster). Precision and layout are chosen anew on every resume,
+    for the machine it runs on; the weights are fp32 throughout. ``recipe``: the recipe the
+    config came from, recorded in the checkpoint and the exported weights.
     """
+    from .precision import probe_step_seconds, resolve_precision
+
     run_dir = Path(run_dir)
     device = torch.device(device)
     ckpt = None
@@ -488,11 +291,27 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         state = RunState(ckpt["step"], ckpt.get("elapsed", 0.0), ckpt.get("best", {}))
         log.info("resumed %s at step %d", run_dir, state.step)
+    provenance = {
+        "recipe": ckpt.get("recipe") if ckpt is not None else (recipe.provenance() if recipe else None),
+        "init": ckpt.get("init") if ckpt is not None else (str(init_weights) if init_weights else None),
+    }
 
-    val_pairs = load_val_set(cfg.val, cfg.val_crop, cfg.val_max) if cfg.val else []
+    val_sets = load_val_sets(cfg.val, cfg.val_crop, cfg.val_max) if cfg.val else {}
     batches = build_batches(cfg)
-    use_amp = amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    def probe(dtype: torch.dtype | None) -> float:
+        sample = batches[state.step % len(batches)][0].to(device)
+        return probe_step_seconds(model, sample, dtype, channels_last=channels_last is not False)
+
+    amp_dtype = resolve_precision(precision, device, probe)
+    if channels_last is None:
+        channels_last = device.type == "cuda" or amp_dtype == torch.bfloat16
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    log.info("precision %s, %s layout", "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+             "channels-last" if channels_last else "contiguous")
+    use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
     log_path = run_dir / "log.jsonl"
 
     def write_log(entry: dict) -> None:
@@ -513,23 +332,23 @@ def train(
                 "elapsed": state.elapsed,
                 "best": state.best,
                 "lmfn_version": __version__,
+                **{k: v for k, v in provenance.items() if v is not None},
             },
             run_dir / "checkpoint.pt",
         )
 
     def validate() -> None:
-        if not val_pairs:
+        if not val_sets:
             return
         elapsed = state.elapsed + time.monotonic() - session_start
-        metrics = evaluate(model, val_pairs)
+        metrics = evaluate_sets(model, val_sets, channels_last)
         entry = {"step": state.step, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
         write_log(entry)
         if metrics["psnr"] > state.best.get("psnr", -math.inf):
             state.best = {"step": state.step, **{k: round(v, 4) for k, v in metrics.items()}}
-            save_weights(
-                model, run_dir / "best.safetensors", variant=cfg.variant,
-                metadata={"training": json.dumps(_summary(cfg, state.step, state.best, elapsed, "best"))},
-            )
+            meta = {"training": json.dumps(_summary(cfg, state.step, state.best, elapsed, "best"))}
+            meta.update(_recipe_metadata(cfg, provenance))
+            save_weights(model, run_dir / "best.safetensors", variant=cfg.variant, metadata=meta)
 
     session_start = time.monotonic()
     if state.step == 0 and ckpt is None:
@@ -556,7 +375,9 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+        if channels_last:
+            blur = blur.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = model(blur)
         loss = loss_fn(cfg, out, sharp)
         if not torch.isfinite(loss):

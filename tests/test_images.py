@@ -466,7 +466,7 @@ def test_outputs_get_ordinary_file_permissions(tmp_path):
 
 def test_training_and_synth_loaders_take_gray_plus_alpha(tmp_path):
     from lmfn_cli.synth import _to_float_rgb
-    from lmfn_cli.train import _rgb8
+    from lmfn_cli.train_data import _rgb8
 
     la = pixels("gray+alpha", 8)
     rgb = _to_float_rgb(la)

@@ -197,3 +197,79 @@ def test_sigterm_stops_the_cli_cleanly(tmp_path, pairs_dir):
     step = json.loads(out)["step"]
     assert 0 < step < 100000
     assert load_checkpoint(run / "checkpoint.pt")["step"] == step
+
+
+def test_bf16_channels_last_training_runs_and_resumes_in_fp32(tmp_path, pairs_dir):
+    run = tmp_path / "run"
+    cfg = tiny_cfg(pairs_dir, val=None, steps=2)
+    assert train(cfg, run, precision="bf16", channels_last=True).step == 2
+    state = train(None, run, resume=True, steps=3, precision="fp32", channels_last=False)
+    assert state.step == 3
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_fp16_on_the_cpu_is_refused_before_training(tmp_path, pairs_dir):
+    from lmfn_cli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16"):
+        train(tiny_cfg(pairs_dir, val=None), tmp_path / "run", precision="fp16", device="cpu")
+    r = CliRunner().invoke(main, ["train", str(tmp_path / "cli"), "--paired", str(pairs_dir), "--variant", "lmfn-rfdb1",
+                                  "--steps", "1", "--precision", "fp16", "--device", "cpu"])
+    assert r.exit_code == 1 and "fp16" in r.stderr
+
+
+def test_channels_last_training_matches_contiguous_training(tmp_path, pairs_dir):
+    cfg = tiny_cfg(pairs_dir, val=None, steps=2)
+    train(cfg, tmp_path / "a", precision="fp32", channels_last=False)
+    train(cfg, tmp_path / "b", precision="fp32", channels_last=True)
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model"]
+    assert max((a[k].float() - b[k].float()).abs().max().item() for k in a) < 1e-4
+
+
+def test_several_validation_sets_are_scored_each_and_best_is_their_mean(tmp_path, pairs_dir):
+    other = tmp_path / "other"
+    for i in range(2):
+        sharp = natural_like(64, 64, seed=10 + i)
+        write_image(other / "sharp" / f"{i}.png", sharp)
+        write_image(other / "blur" / f"{i}.png", _box_blur(sharp))
+    run = tmp_path / "run"
+    train(tiny_cfg(pairs_dir, val=(str(pairs_dir), str(other)), steps=4), run)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    vals = [e for e in log if "val_psnr" in e]
+    assert {"val_pairs/psnr", "val_other/psnr", "val_pairs/input_psnr", "val_other/input_psnr"} <= set(vals[0])
+    for e in vals:
+        assert e["val_psnr"] == pytest.approx((e["val_pairs/psnr"] + e["val_other/psnr"]) / 2, abs=2e-4)
+    best = max(vals, key=lambda e: e["val_psnr"])
+    assert load_checkpoint(run / "checkpoint.pt")["best"]["step"] == best["step"]
+
+
+def test_old_configs_with_one_val_folder_still_load():
+    cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), "val": "some/folder"})
+    assert cfg.val == ("some/folder",)
+    assert TrainConfig.from_dict({**TrainConfig().to_dict(), "val": None}).val == ()
+
+
+def test_training_kernel_split_leaves_out_the_validation_kernels():
+    from lmfn_cli import synth
+
+    mats = [np.full((5, 5), 1 / 25, np.float32) for _ in range(12)]
+    bank = synth.KernelBank(usrnet=tuple(mats), usrnet_ids=tuple(range(12)))
+    assert bank.split("train").usrnet_ids == tuple(range(8))
+    assert bank.split("val").usrnet_ids == synth.HELD_OUT_USRNET
+    assert bank.split("all") is bank
+    with pytest.raises(TrainError, match="kernel_split"):
+        TrainConfig(kernel_split="val")
+
+
+def test_psnr_loss_is_minus_the_mean_psnr_scaled():
+    from lmfn_cli.train import loss_fn
+
+    cfg = TrainConfig(loss="psnr")
+    target = torch.rand(2, 3, 16, 16)
+    near, far = target + 0.01, target + 0.1
+    assert loss_fn(cfg, near, target) < loss_fn(cfg, far, target)
+    # 10 log10(1e-4) = -40 dB -> 0.005 * -40
+    assert loss_fn(cfg, near, target).item() == pytest.approx(-0.2, abs=1e-3)

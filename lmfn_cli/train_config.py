@@ -1,0 +1,124 @@
+"""The config of a training run (saved in its checkpoint) and its learning-rate schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .config import from_dict
+from .errors import LMFNError
+from .model import LMFNConfig, variant_config
+
+__all__ = ["TrainConfig", "TrainError", "learning_rate"]
+
+
+class TrainError(LMFNError):
+    """A training run that cannot start or continue (bad data folder, config, checkpoint)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; saved in its checkpoint.
+
+    The defaults are the paper's recipe (MSE, Adam 0.9/0.999, weight decay 1e-4, lr 1e-4
+    divided by 10 every 5e5 steps) on the paper's model.
+    """
+
+    model: LMFNConfig = field(default_factory=LMFNConfig)
+    variant: str = "lmfn"
+    paired: tuple[str, ...] = ()
+    """Folders of pairs: ``blur/`` + ``sharp/``, or GoPro-style ``*/blur`` + ``*/sharp``."""
+    sharp: tuple[str, ...] = ()
+    """Folders of sharp photos, blurred on the fly by ``lmfn_cli.synth``."""
+    kernels: str | None = None
+    """Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly synthesis."""
+    noise_prob: float = 0.8
+    """On-the-fly blur: share of pairs given Poisson-Gaussian noise (``synth.Degradation``)."""
+    jpeg_prob: float = 0.5
+    """On-the-fly blur: share of blurry images JPEG-compressed (q60-95)."""
+    kernel_split: Literal["train", "all"] = "train"
+    """Which measured kernels on-the-fly blur may use: ``train`` leaves out the ones the
+    validation sets are blurred with (``synth.KernelBank.split``); ``all`` uses every one."""
+    val: tuple[str, ...] = ()
+    """Paired folders for validation (fixed; made with ``lmfn synth --seed`` or
+    ``benchmarks/validation.py --build-only``). Each is scored on its own; the best checkpoint
+    is the one with the highest mean PSNR over them."""
+    val_crop: int = 256
+    val_max: int = 24
+    loss: Literal["mse", "l1", "charbonnier", "psnr"] = "mse"
+    """``psnr``: the negative PSNR of each image, averaged (as in HINet and NAFNet)."""
+    fft_weight: float = 0.0
+    """Weight of an L1 loss on the 2-D FFT (frequency) of output minus target (0: off)."""
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    step_size: int = 500_000
+    gamma: float = 0.1
+    warmup: int = 0
+    steps: int = 1_000_000
+    batch: int = 8
+    patch: int = 128
+    augment: bool = True
+    grad_clip: float = 0.0
+    seed: int = 0
+    val_every: int = 500
+    log_every: int = 20
+    ckpt_minutes: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            object.__setattr__(self, "model", LMFNConfig.from_dict(self.model))
+        if self.val is None or isinstance(self.val, (str, Path)):  # one folder, as configs before 0.x had
+            object.__setattr__(self, "val", () if self.val is None else (self.val,))
+        for name in ("paired", "sharp", "val"):
+            object.__setattr__(self, name, tuple(str(p) for p in getattr(self, name)))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.loss not in ("mse", "l1", "charbonnier", "psnr"):
+            raise TrainError(f"loss must be mse, l1, charbonnier or psnr, got {self.loss!r}")
+        if not (0 <= self.noise_prob <= 1 and 0 <= self.jpeg_prob <= 1):
+            raise TrainError("noise_prob and jpeg_prob must be in [0, 1]")
+        if self.kernel_split not in ("train", "all"):
+            raise TrainError(f"kernel_split must be train or all, got {self.kernel_split!r}")
+        if self.schedule not in ("step", "cosine", "constant"):
+            raise TrainError(f"schedule must be step, cosine or constant, got {self.schedule!r}")
+        if self.batch < 1 or self.patch < 16 or self.steps < 1:
+            raise TrainError("batch >= 1, patch >= 16 and steps >= 1 are required")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return from_dict(cls, data, "training config")
+
+    @classmethod
+    def for_variant(cls, variant: str, **fields) -> "TrainConfig":
+        model_overrides = fields.pop("model_overrides", {})
+        return cls(model=variant_config(variant, **model_overrides), variant=variant, **fields)
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then the schedule."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** (step // cfg.step_size)
+    if cfg.schedule == "cosine":
+        t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+    return cfg.lr
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
