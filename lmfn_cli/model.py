@@ -293,6 +293,12 @@ class ACFM(nn.Module):
 
     The feature (B,C,h,w) is seen as a one-channel volume (B,1,C,h,w), so neighbouring channels
     interact; out = x + alpha * sigmoid(conv2(conv1(x))) * x, alpha starting at 0.
+
+    The kernels are kept as one-channel Conv3d weights (the weights files' layout) but run as 2-D
+    convs: a one-channel Conv3d has no channels-last form (its output comes back contiguous, and
+    it runs on a slow reference path). The 1x3x3 kernel, shared by all channels, is a depthwise
+    3x3 conv, and the 3x1x1 kernel across channels a 1x1 conv with a banded (C,C) matrix. Same
+    function and parameters; channels-last in, channels-last out.
     """
 
     def __init__(self):
@@ -302,8 +308,35 @@ class ACFM(nn.Module):
         self.alpha = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = torch.sigmoid(self.channel(self.spatial(x.unsqueeze(1)))).squeeze(1)
-        return x + self.alpha * a * x
+        c = x.shape[1]
+        if x.is_meta or torch.jit.is_tracing():
+            # The Conv3d form itself for `lmfn info`, which counts multiply-adds on the meta
+            # device (3 per element across channels, not the band's C), and for ONNX export,
+            # which needs kernels of a static shape.
+            a = self.channel(self.spatial(x.unsqueeze(1))).squeeze(1)
+        else:
+            depthwise = self.spatial.weight.reshape(1, 1, 3, 3).expand(c, 1, 3, 3)
+            a = F.conv2d(x, depthwise, self.spatial.bias.expand(c), padding=1, groups=c)
+            a = F.conv2d(a, self.channel_matrix(c), self.channel.bias.expand(c))
+        return x + self.alpha * torch.sigmoid(a) * x
+
+    def channel_matrix(self, c: int) -> torch.Tensor:
+        """The 3x1x1 kernel (w0, w1, w2) as a (C,C,1,1) 1x1-conv weight:
+        out[i] = w0 in[i-1] + w1 in[i] + w2 in[i+1], zero beyond the first and last channel
+        (the Conv3d's padding)."""
+        w0, w1, w2 = self.channel.weight.reshape(3)
+        off = torch.ones(c - 1, dtype=w1.dtype, device=w1.device)
+        eye = torch.eye(c, dtype=w1.dtype, device=w1.device)
+        band = torch.diag(w0 * off, -1) + w1 * eye + torch.diag(w2 * off, 1)
+        return band.reshape(c, c, 1, 1)
+
+    def _apply(self, fn, recurse=True):
+        # model.to(memory_format=torch.channels_last) converts every 4-D and 5-D tensor, and a
+        # 5-D tensor has no channels-last format: the two 5-D kernels go through a 4-D view.
+        def via_4d(t: torch.Tensor) -> torch.Tensor:
+            return fn(t.reshape(t.shape[0], -1, 1, 1)).reshape(t.shape) if t.dim() == 5 else fn(t)
+
+        return super()._apply(via_4d, recurse)
 
 
 class MFFD(nn.Module):
