@@ -1,20 +1,22 @@
-"""Validation figures for a weights file: PSNR/SSIM of the blurry input and of the model.
+"""Validation table: blurry input, tuned unsharp mask, the shipped weights and candidates.
 
-    python benchmarks/validation.py --weights weights/lmfn-synth-cpu.safetensors [--shared ../shared]
+    python benchmarks/validation.py                                    # shipped weights only
+    python benchmarks/validation.py --weights scratch/runs/x/best.safetensors [--weights ...]
+    python benchmarks/validation.py --build-only [--sets motion-clean]  # just write the sets
+    python benchmarks/validation.py --tune-usm                         # re-tune the USM baseline
 
-Builds (once, cached) the project's fixed validation sets from ``shared/data/eval-sharp`` with
-``lmfn_cli.synth`` and a fixed seed -- Kodak24, McMaster18, CSet14, BSDS500-val -- plus
-GoPro-style frame averages from the held-out end (frames 250-299) of the shared 240 fps
-sequence, then prints a Markdown table (whole images, 8-bit RGB PSNR, Gaussian SSIM).
-``--build-only`` just writes the sets (e.g. for ``lmfn train --val``).
-
-These photos are never trained on. The seed and the synthesizer's defaults define the sets:
-change either and the figures are no longer comparable with the model card.
+The sets (motion-clean, motion-noisy, spatially-varying, gopro-style) are defined and built by
+``lmfn_cli.validation`` (read its docstring): once, cached under ``--cache``, never rewritten.
+The Markdown table goes to stdout, timings to stderr; ``--json FILE`` also writes every figure
+(per-image PSNRs included). ``--tune-usm`` tunes the unsharp mask on *training* photos and
+prints the constants to paste into lmfn_cli/validation.py; it never looks at the validation sets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -22,63 +24,96 @@ from pathlib import Path
 import torch
 
 from lmfn_cli import load_model
-from lmfn_cli import synth
-from lmfn_cli.images import IMAGE_EXTENSIONS
-from lmfn_cli.train import evaluate, load_val_set
+from lmfn_cli import validation as val
 
-SEED = 20261124
-SETS = ("kodak24", "mcmaster18", "cset14", "bsds500-val")
-FRAMES = "GOPR0477_11_00"
-HELD_OUT = (250, 299)  # frame indices never used for training
-N_FRAME_PAIRS = 8
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_sets(shared: Path, cache: Path) -> dict[str, Path]:
-    """The validation pair folders, made if missing. Returns {set name: folder}."""
-    bank = synth.KernelBank.from_dir(shared / "data" / "kernels")
-    out = {}
-    for name in SETS:
-        folder = cache / f"{name}-seed{SEED}"
-        if not (folder / "pairs.jsonl").exists():
-            src = shared / "data" / "eval-sharp" / name
-            paths = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-            synth.make_pairs(paths, folder, seed=SEED, bank=bank)
-        out[name] = folder
-    folder = cache / f"gopro-heldout-seed{SEED}"
-    if not (folder / "pairs.jsonl").exists():
-        frames = shared / "data" / "frames" / FRAMES
-        synth.make_frame_pairs(frames, folder, seed=SEED, count=N_FRAME_PAIRS, start=HELD_OUT[0], stop=HELD_OUT[1])
-    out["gopro-heldout"] = folder
-    return out
+def tune(args: argparse.Namespace) -> int:
+    t = time.monotonic()
+    # "motion-clean": the motion-clean recipe (blur sources, read noise only) on the training photos
+    # and training kernels: a diagnostic of what a sharpener could do on clean blur, still no peeking
+    cfg = val.SETS["motion-clean"].synth if args.tune_recipe == "motion-clean" else None
+    res = val.tune_usm_on_training_data(args.shared, limit=args.tune_limit, cfg=cfg)
+    sigmas = sorted({float(k.split(",")[0]) for k in res["grid"]})
+    amounts = sorted({float(k.split(",")[1]) for k in res["grid"]})
+    print(f"USM grid, mean PSNR dB over {res['images']} training pairs (blurry input: {res['blurry_psnr']:.3f} dB)\n")
+    print("| sigma \\ amount | " + " | ".join(f"{a:g}" for a in amounts) + " |")
+    print("|---|" + "---|" * len(amounts))
+    for s in sigmas:
+        print(f"| {s:g} | " + " | ".join(f"{res['grid'][f'{s:g},{a:g}']:.3f}" for a in amounts) + " |")
+    cmd = "python benchmarks/validation.py --tune-usm" + (f" --tune-limit {args.tune_limit}" if args.tune_limit else "")
+    cmd += f" --tune-recipe {args.tune_recipe}" if args.tune_recipe != "training" else ""
+    recipe = "SynthConfig() defaults" if cfg is None else "the motion-clean recipe"
+    print(f"\n# Tuned by `{cmd}` (tune_usm_on_training_data: {res['images']} BSDS500 train photos,")
+    print(f"# {val.CROP}x{val.CROP} centre crops, {recipe}, kernels split 'train', seed TUNE_SEED).")
+    print(f"USM_SIGMA = {res['sigma']:g}")
+    print(f"USM_AMOUNT = {res['amount']:g}")
+    print(f'USM_TUNING = "{res["psnr"]:.3f} dB mean PSNR on {res["images"]} training pairs against '
+          f'{res["blurry_psnr"]:.3f} dB blurry ({res["psnr"] - res["blurry_psnr"]:+.3f} dB)"')
+    print(f"tuning: {time.monotonic() - t:.0f} s", file=sys.stderr)
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--weights", type=Path)
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared")
-    ap.add_argument("--cache", type=Path, default=Path(__file__).resolve().parents[1] / "scratch" / "val")
-    ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--weights", type=Path, action="append", default=[], help="candidate weights (repeatable)")
+    ap.add_argument("--baseline-weights", type=Path, default=ROOT / "weights" / "lmfn-synthblur-v2.safetensors",
+                    help="the shipped weights, a baseline for the candidates ('none' to leave out)")
+    ap.add_argument("--sets", nargs="+", choices=val.SET_NAMES, default=list(val.SET_NAMES))
+    ap.add_argument("--build-only", action="store_true", help="write the sets and stop")
+    ap.add_argument("--tune-usm", action="store_true", help="tune the USM baseline on training data and print it")
+    ap.add_argument("--tune-limit", type=int, default=0, help="tune on the first N training photos only")
+    ap.add_argument("--tune-recipe", choices=("training", "motion-clean"), default="training",
+                    help="blur the tuning photos with the training mixture (the constants) or, as a "
+                         "diagnostic, with the motion-clean recipe")
+    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    ap.add_argument("--cache", type=Path, default=ROOT / "scratch" / "val")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=0, help="first N pairs of each set (0: all)")
+    ap.add_argument("--json", type=Path, help="also write all figures to this JSON file")
+    ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    sets = build_sets(args.shared, args.cache)
+    if args.tune_usm:
+        return tune(args)
+
+    t = time.monotonic()
+    sets = val.build_sets(args.shared, args.cache, args.sets)
+    print(f"sets ready in {time.monotonic() - t:.0f} s", file=sys.stderr)
     if args.build_only:
         for name, folder in sets.items():
-            print(f"{name}\t{folder}")
+            built = json.loads((folder / "set.json").read_text())
+            print(f"{name}\t{folder}\t{val.SETS[name].size} pairs, {built['sources']}: {val.SETS[name].description}")
         return 0
-    if args.weights is None:
-        ap.error("--weights is required unless --build-only")
-    model = load_model(args.weights)
-    print(f"weights: {args.weights}\n")
-    print("| set | images | blurry PSNR | blurry SSIM | LMFN PSNR | LMFN SSIM | gain dB |")
-    print("|---|---|---|---|---|---|---|")
-    for name, folder in sets.items():
-        pairs = load_val_set(folder)
-        t = time.time()
-        m = evaluate(model, pairs)
-        print(f"| {name} | {len(pairs)} | {m['input_psnr']:.2f} | {m['input_ssim']:.4f} | {m['psnr']:.2f} | "
-              f"{m['ssim']:.4f} | {m['psnr'] - m['input_psnr']:+.2f} |", flush=True)
-        print(f"{name}: {time.time() - t:.0f} s", file=sys.stderr)
+
+    paths: dict[str, Path] = {}
+    baselines = []
+    if str(args.baseline_weights).lower() != "none":
+        name = f"{args.baseline_weights.stem} (shipped)"
+        paths[name] = args.baseline_weights
+        baselines.append(name)
+    for w in args.weights:
+        paths[w.stem if w.stem not in paths else str(w)] = w
+    models = {name: load_model(path) for name, path in paths.items()}
+
+    def timing(row: val.Row) -> None:
+        spent = ", ".join(f"{k} {s.seconds:.1f} s" for k, s in row.scores.items() if k != "blurry")
+        print(f"{row.set}: {row.images} images; {spent}", file=sys.stderr, flush=True)
+
+    t = time.monotonic()
+    rows = val.validation_table(models, sets, baseline_models=baselines, limit=args.limit, on_row=timing)
+    print(f"table: {time.monotonic() - t:.0f} s", file=sys.stderr)
+    print("weights: " + ", ".join(f"{k} = {v}" for k, v in paths.items()) + "\n")
+    print(val.format_markdown(rows), end="")
+    for name in sets:
+        if val.SETS[name].caveat:
+            print(f"\n{name}: {val.SETS[name].caveat}.")
+    if args.json:
+        args.json.write_text(json.dumps({"weights": {k: str(v) for k, v in paths.items()},
+            "sets": {n: {"folder": str(f), **val.SETS[n].to_dict()} for n, f in sets.items()},
+            "rows": [r.to_dict() for r in rows]}, indent=1) + "\n")
     return 0
 
 
