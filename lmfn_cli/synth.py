@@ -1298,7 +1298,8 @@ def synthesize_pair(
     elif source == "usrnet":
         index, orientation = int(rng.integers(len(bank.usrnet))), int(rng.integers(8))
         blurred = blur_with_kernel(hdr, _dihedral(bank.usrnet[index], orientation))
-        params = {"index": index, "orientation": orientation}
+        # the kernel's index in usrnet_kernels_12.mat, also in a split bank
+        params = {"index": bank.usrnet_ids[index] if bank.usrnet_ids else index, "orientation": orientation}
     elif source == "gyro":
         rec = bank.gyro[int(rng.integers(len(bank.gyro)))]
         focal = float(rng.uniform(*cfg.focal_rel)) * max(full_h, full_w)

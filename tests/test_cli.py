@@ -154,3 +154,22 @@ def test_synth_command_writes_pairs_and_refuses_to_overwrite(runner, photos, tmp
     result = runner.invoke(main, args)
     assert result.exit_code == 1 and "exists already" in result.stderr
     assert runner.invoke(main, ["synth", "-o", str(out), "--seed", "1"]).exit_code == 2
+
+
+def test_synth_kernel_split_train_never_uses_the_validation_kernels(runner, photos, tmp_path):
+    from test_validation import _kernels, _mat_v5
+
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    (kernels / "usrnet_kernels_12.mat").write_bytes(_mat_v5(_kernels()))
+    used = {}
+    for split in ("train", "val"):
+        out = tmp_path / split
+        args = ["synth", str(photos), "-o", str(out), "--seed", "3", "--kernels", str(kernels), "--kernel-split", split,
+                "--repeats", "12", "--crop", "24", "--max-blur", "9"]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, result.output
+        infos = [json.loads(line) for line in (out / "pairs.jsonl").read_text().splitlines()]
+        used[split] = {i["params"]["index"] for i in infos if i["source"] == "usrnet"}
+    assert used["train"] and used["train"] <= set(range(8))
+    assert used["val"] and used["val"] <= {8, 9, 10, 11}
