@@ -85,10 +85,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     recipe = read_recipe(args.base)
-    fields = dict(recipe.fields)
-    variant = fields.pop("variant", "lmfn-residual")
-    overrides = {} if recipe.global_residual is None else {"global_residual": recipe.global_residual}
-    base = TrainConfig.for_variant(variant, model_overrides=overrides, **fields)
+    base = recipe.config()
     init = str(resolve_init(recipe.init)) if recipe.init else None
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]

@@ -578,24 +578,23 @@ def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: 
             if recipe_path is not None:
                 recipe = read_recipe(recipe_path)
                 # the recipe replaces the defaults; options given on the command line win
-                fields = {k: v for k, v in fields.items() if given(k)}
-                fields = {**recipe.fields, **fields}
-                variant = variant if given("variant") else fields.pop("variant", variant)
-                fields.pop("variant", None)
-                if global_residual is None:
-                    global_residual = recipe.global_residual
+                given_fields = {k: v for k, v in fields.items() if given(k)}
+                if given("variant"):
+                    given_fields["variant"] = variant
+                if global_residual is not None:
+                    given_fields["global_residual"] = global_residual
+                if steps is not None:
+                    given_fields["steps"] = steps
+                cfg = recipe.config(**given_fields)
                 if init_weights is None and recipe.init:
                     init_weights = str(resolve_init(recipe.init))
                 if not given("precision") and recipe.precision:
                     precision = recipe.precision
-                if steps is None:
-                    steps = fields.pop("steps", None)
-                fields.pop("steps", None)
-            overrides = {} if global_residual is None else {"global_residual": global_residual}
-            for key in ("paired", "sharp", "val"):
-                if key in fields:
+            else:
+                overrides = {} if global_residual is None else {"global_residual": global_residual}
+                for key in ("paired", "sharp", "val"):
                     fields[key] = tuple(fields[key])
-            cfg = TrainConfig.for_variant(variant, model_overrides=overrides, steps=steps or 1_000_000, **fields)
+                cfg = TrainConfig.for_variant(variant, model_overrides=overrides, steps=steps or 1_000_000, **fields)
         except LMFNError as exc:
             raise click.BadParameter(str(exc)) from None
 

@@ -60,6 +60,21 @@ class Recipe:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    def config(self, **overrides: Any) -> Any:
+        """The ``TrainConfig`` of this recipe with ``overrides`` (``TrainConfig`` fields, or
+        ``variant`` / ``global_residual``) on top: defaults < recipe < overrides."""
+        from .train_config import TrainConfig
+
+        fields = {**self.fields, **overrides}
+        variant = fields.pop("variant", "lmfn")
+        residual = fields.pop("global_residual", self.global_residual)
+        for key in ("paired", "sharp", "val"):
+            if key in fields:
+                fields[key] = tuple(fields[key])
+        fields.setdefault("steps", 1_000_000)
+        model = {} if residual is None else {"global_residual": residual}
+        return TrainConfig.for_variant(variant, model_overrides=model, **fields)
+
     def provenance(self) -> dict[str, str]:
         """What a checkpoint or weights file records of the recipe."""
         return {"name": self.name, "sha256": self.sha256, "text": self.text}
