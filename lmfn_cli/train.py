@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from . import __version__
+from .curves import plot_curve, read_log  # noqa: F401  (read_log: re-exported)
 from .errors import LMFNError
 from .files import atomic_path
 from .metrics import psnr, ssim
@@ -411,54 +412,3 @@ def train(
     plot_curve(log_path, run_dir / "curve.png")
     log.info("stopped at step %d%s", state.step, " (asked to stop)" if stopped_early else "")
     return state
-
-
-def read_log(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_curve(log_path: str | Path, png_path: str | Path) -> Path | None:
-    """Draw the training loss (log scale) and validation PSNR against steps into a PNG."""
-    from PIL import Image, ImageDraw
-
-    entries = read_log(log_path)
-    losses = [(e["step"], e["loss"]) for e in entries if "loss" in e and e["loss"] > 0]
-    vals = [(e["step"], e["val_psnr"], e["val_input_psnr"]) for e in entries if "val_psnr" in e]
-    if not losses and not vals:
-        return None
-    W, H, M = 900, 300, 50
-    img = Image.new("RGB", (W, 2 * H), "white")
-    d = ImageDraw.Draw(img)
-    max_step = max([s for s, _ in losses] + [v[0] for v in vals] + [1])
-
-    def panel(top: int, series: list[tuple[list[tuple[float, float]], str]], title: str, fmt: str) -> None:
-        pts = [y for line, _ in series for _, y in line]
-        if not pts:
-            return
-        lo, hi = min(pts), max(pts)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 1, hi + 1
-        x0, y0, x1, y1 = M, top + 30, W - 20, top + H - 30
-        d.rectangle([x0, y0, x1, y1], outline="black")
-        d.text((x0, top + 8), title, fill="black")
-        for frac in (0.0, 0.5, 1.0):
-            v = lo + frac * (hi - lo)
-            y = y1 - frac * (y1 - y0)
-            d.text((4, y - 6), fmt.format(v), fill="black")
-        d.text((x1 - 80, y1 + 6), f"step {max_step}", fill="black")
-        for line, colour in series:
-            xy = [(x0 + (x1 - x0) * s / max_step, y1 - (y1 - y0) * (v - lo) / (hi - lo)) for s, v in line]
-            if len(xy) > 1:
-                d.line(xy, fill=colour, width=2)
-            for x, y in xy[-1:]:
-                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-
-    panel(0, [([(s, math.log10(v)) for s, v in losses], "navy")], "training loss (log10)", "{:.2f}")
-    panel(H, [([(s, p) for s, p, _ in vals], "darkgreen"), ([(s, i) for s, _, i in vals], "gray")],
-          "validation PSNR dB (green: model, grey: blurry input)", "{:.2f}")
-    png_path = Path(png_path)
-    img.save(png_path)
-    return png_path
