@@ -213,7 +213,8 @@ def _summary(cfg: TrainConfig, step: int, best: dict, elapsed: float, which: str
 
 
 # --------------------------------------------------------------------------------------------
-# The loop
+# The loop, in named steps: open the run, build the model and optimizer, build the data, then
+# one step at a time, with validation and checkpoints
 # --------------------------------------------------------------------------------------------
 
 
@@ -222,6 +223,151 @@ class RunState:
     step: int = 0
     elapsed: float = 0.0
     best: dict = field(default_factory=dict)
+
+
+def open_run(cfg: TrainConfig | None, run_dir: Path, resume: bool, steps: int | None) -> tuple[TrainConfig, dict | None]:
+    """The run's config and, with ``resume``, its checkpoint; makes ``run_dir``.
+
+    A resumed run keeps its own config (``steps`` may change the total); a new run refuses a
+    folder that holds a run already.
+    """
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        cfg = TrainConfig.from_dict(ckpt["config"])
+    elif cfg is None:
+        raise TrainError("a new run needs a TrainConfig")
+    elif (run_dir / "checkpoint.pt").exists():
+        raise TrainError(f"{run_dir} holds a run already: use --resume, or another folder")
+    if steps is not None and steps != cfg.steps:
+        cfg = dataclasses.replace(cfg, steps=steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return cfg, ckpt
+
+
+def build_model_and_optimizer(
+    cfg: TrainConfig, device: torch.device, init_weights: str | Path | None, ckpt: dict | None
+) -> tuple[LMFN, torch.optim.Adam, RunState]:
+    """The network (seeded by ``cfg.seed``, from ``init_weights`` or the checkpoint), its Adam
+    optimizer and the run's state (step 0, or where the checkpoint left off)."""
+    torch.manual_seed(cfg.seed)
+    model = LMFN(cfg.model).to(device)
+    if init_weights is not None and ckpt is None:
+        init_cfg, weights, _ = read_weights(init_weights)
+        if init_cfg != cfg.model:
+            raise TrainError(f"{init_weights}: its model config differs from this run's")
+        model.load_state_dict(weights)
+    decay, no_decay = [], []
+    for p in model.parameters():
+        # The attention scales theta/alpha start at 0: weight decay would pin them there.
+        (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
+    optimizer = torch.optim.Adam(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+    )
+    state = RunState()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = RunState(ckpt["step"], ckpt.get("elapsed", 0.0), ckpt.get("best", {}))
+    return model, optimizer, state
+
+
+@dataclass
+class TrainSession:
+    """One session of a run: what it trains, on what, and its bookkeeping.
+
+    ``step``, ``validate`` and ``checkpoint`` are the loop's steps; ``clock`` is when the
+    session's not-yet-counted wall time began (``tick`` adds it to ``state.elapsed``).
+    """
+
+    cfg: TrainConfig
+    run_dir: Path
+    device: torch.device
+    model: LMFN
+    optimizer: torch.optim.Adam
+    state: RunState
+    provenance: dict
+    val_sets: dict
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    on_log: Callable[[dict], None] | None = None
+    clock: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.log_path = self.run_dir / "log.jsonl"
+
+    def elapsed(self) -> float:
+        return self.state.elapsed + time.monotonic() - self.clock
+
+    def tick(self, now: float) -> None:
+        self.state.elapsed += now - self.clock
+        self.clock = now
+
+    def write_log(self, entry: dict) -> None:
+        with self.log_path.open("a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+        if self.on_log:
+            self.on_log(entry)
+
+    def step(self, blur: torch.Tensor, sharp: torch.Tensor) -> tuple[float, float]:
+        """One optimisation step on a batch (Bx3xHxW in [0, 1]); returns (loss, learning rate)."""
+        cfg, device = self.cfg, self.device
+        lr = learning_rate(cfg, self.state.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
+        if self.channels_last:
+            blur = blur.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            out = self.model(blur)
+        loss = loss_fn(cfg, out, sharp)
+        if not torch.isfinite(loss):
+            raise TrainError(f"loss became {loss.item()} at step {self.state.step}; lower --lr or use --grad-clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.state.step += 1
+        return loss.item(), lr
+
+    def validate(self) -> None:
+        """Score the validation sets, log them, and keep ``best.safetensors`` at the best mean PSNR."""
+        if not self.val_sets:
+            return
+        elapsed = self.elapsed()
+        metrics = evaluate_sets(self.model, self.val_sets, self.channels_last)
+        state = self.state
+        self.write_log({"step": state.step, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}})
+        if metrics["psnr"] > state.best.get("psnr", -math.inf):
+            state.best = {"step": state.step, **{k: round(v, 4) for k, v in metrics.items()}}
+            meta = {"training": json.dumps(_summary(self.cfg, state.step, state.best, elapsed, "best"))}
+            meta.update(_recipe_metadata(self.cfg, self.provenance))
+            save_weights(self.model, self.run_dir / "best.safetensors", variant=self.cfg.variant, metadata=meta)
+
+    def checkpoint(self) -> None:
+        """Write ``checkpoint.pt`` atomically: everything ``--resume`` needs to continue exactly."""
+        _atomic_torch_save(
+            {
+                "format": "lmfn-checkpoint/1",
+                "config": self.cfg.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "step": self.state.step,
+                "elapsed": self.state.elapsed,
+                "best": self.state.best,
+                "lmfn_version": __version__,
+                **{k: v for k, v in self.provenance.items() if v is not None},
+            },
+            self.run_dir / "checkpoint.pt",
+        )
 
 
 def train(
@@ -256,47 +402,15 @@ def train(
     """
     from .precision import probe_step_seconds, resolve_precision
 
-    run_dir = Path(run_dir)
-    device = torch.device(device)
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        cfg = TrainConfig.from_dict(ckpt["config"])
-    elif cfg is None:
-        raise TrainError("a new run needs a TrainConfig")
-    elif (run_dir / "checkpoint.pt").exists():
-        raise TrainError(f"{run_dir} holds a run already: use --resume, or another folder")
-    if steps is not None and steps != cfg.steps:
-        cfg = dataclasses.replace(cfg, steps=steps)
-    run_dir.mkdir(parents=True, exist_ok=True)
-
-    torch.manual_seed(cfg.seed)
-    model = LMFN(cfg.model).to(device)
-    if init_weights is not None and ckpt is None:
-        init_cfg, state, _ = read_weights(init_weights)
-        if init_cfg != cfg.model:
-            raise TrainError(f"{init_weights}: its model config differs from this run's")
-        model.load_state_dict(state)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # The attention scales theta/alpha start at 0: weight decay would pin them there.
-        (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
-    optimizer = torch.optim.Adam(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=cfg.betas,
-    )
-    state = RunState()
+    run_dir, device = Path(run_dir), torch.device(device)
+    cfg, ckpt = open_run(cfg, run_dir, resume, steps)
+    model, optimizer, state = build_model_and_optimizer(cfg, device, init_weights, ckpt)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = RunState(ckpt["step"], ckpt.get("elapsed", 0.0), ckpt.get("best", {}))
         log.info("resumed %s at step %d", run_dir, state.step)
     provenance = {
         "recipe": ckpt.get("recipe") if ckpt is not None else (recipe.provenance() if recipe else None),
         "init": ckpt.get("init") if ckpt is not None else (str(init_weights) if init_weights else None),
     }
-
     val_sets = load_val_sets(cfg.val, cfg.val_crop, cfg.val_max) if cfg.val else {}
     batches = build_batches(cfg)
 
@@ -313,49 +427,10 @@ def train(
         model.to(memory_format=torch.channels_last)
     log.info("precision %s, %s layout", "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
              "channels-last" if channels_last else "contiguous")
-    use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
-    log_path = run_dir / "log.jsonl"
-
-    def write_log(entry: dict) -> None:
-        with log_path.open("a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-        if on_log:
-            on_log(entry)
-
-    def checkpoint() -> None:
-        _atomic_torch_save(
-            {
-                "format": "lmfn-checkpoint/1",
-                "config": cfg.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "step": state.step,
-                "elapsed": state.elapsed,
-                "best": state.best,
-                "lmfn_version": __version__,
-                **{k: v for k, v in provenance.items() if v is not None},
-            },
-            run_dir / "checkpoint.pt",
-        )
-
-    def validate() -> None:
-        if not val_sets:
-            return
-        elapsed = state.elapsed + time.monotonic() - session_start
-        metrics = evaluate_sets(model, val_sets, channels_last)
-        entry = {"step": state.step, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
-        write_log(entry)
-        if metrics["psnr"] > state.best.get("psnr", -math.inf):
-            state.best = {"step": state.step, **{k: round(v, 4) for k, v in metrics.items()}}
-            meta = {"training": json.dumps(_summary(cfg, state.step, state.best, elapsed, "best"))}
-            meta.update(_recipe_metadata(cfg, provenance))
-            save_weights(model, run_dir / "best.safetensors", variant=cfg.variant, metadata=meta)
-
-    session_start = time.monotonic()
+    session = TrainSession(cfg, run_dir, device, model, optimizer, state, provenance, val_sets,
+                           amp_dtype, channels_last, on_log)
     if state.step == 0 and ckpt is None:
-        validate()  # the starting point, for the curve
+        session.validate()  # the starting point, for the curve
 
     loader = DataLoader(
         torch.utils.data.Subset(batches, range(state.step, cfg.steps)),
@@ -366,7 +441,7 @@ def train(
         prefetch_factor=4 if workers else None,
     )
     model.train()
-    run_start = session_start = last_ckpt = time.monotonic()
+    run_start = last_ckpt = session.clock = time.monotonic()
     loss_sum, loss_n = 0.0, 0
     stopped_early = False
     for blur, sharp in loader:
@@ -374,41 +449,22 @@ def train(
         if out_of_time or (should_stop is not None and should_stop()):
             stopped_early = True
             break
-        lr = learning_rate(cfg, state.step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        blur, sharp = blur.to(device, non_blocking=True), sharp.to(device, non_blocking=True)
-        if channels_last:
-            blur = blur.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = model(blur)
-        loss = loss_fn(cfg, out, sharp)
-        if not torch.isfinite(loss):
-            raise TrainError(f"loss became {loss.item()} at step {state.step}; lower --lr or use --grad-clip")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        state.step += 1
-        loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-
+        loss, lr = session.step(blur, sharp)
+        loss_sum, loss_n = loss_sum + loss, loss_n + 1
         now = time.monotonic()
-        if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-            write_log({"step": state.step, "loss": loss_sum / loss_n, "lr": lr, "elapsed": round(state.elapsed + now - session_start, 1)})
+        last = state.step == cfg.steps
+        if state.step % cfg.log_every == 0 or last:
+            session.write_log({"step": state.step, "loss": loss_sum / loss_n, "lr": lr,
+                               "elapsed": round(state.elapsed + now - session.clock, 1)})
             loss_sum, loss_n = 0.0, 0
-        if state.step % cfg.val_every == 0 or state.step == cfg.steps:
-            validate()
-        if now - last_ckpt > cfg.ckpt_minutes * 60 or state.step == cfg.steps:
-            state.elapsed += now - session_start
-            session_start = now
-            checkpoint()
+        if state.step % cfg.val_every == 0 or last:
+            session.validate()
+        if now - last_ckpt > cfg.ckpt_minutes * 60 or last:
+            session.tick(now)
+            session.checkpoint()
             last_ckpt = now
-    now = time.monotonic()
-    state.elapsed += now - session_start
-    checkpoint()
-    plot_curve(log_path, run_dir / "curve.png")
+    session.tick(time.monotonic())
+    session.checkpoint()
+    plot_curve(session.log_path, run_dir / "curve.png")
     log.info("stopped at step %d%s", state.step, " (asked to stop)" if stopped_early else "")
     return state
