@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError, LMFNError, OutputExistsError
+from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError
 from .evaluation import Protocol, score_pair, to_tensor
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
@@ -25,7 +25,8 @@ from .tiling import DEFAULT_OVERLAP
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Job", "Record", "Settings", "deblur_file", "deblur_files", "deblur_picture", "plan_jobs", "score_result"]
+__all__ = ["Batch", "BatchEvents", "BatchOptions", "BatchSummary", "Job", "Record", "Settings", "attach_truth", "deblur_file",
+           "deblur_files", "deblur_picture", "plan_jobs", "run_batch", "score_result"]
 
 
 @dataclass(frozen=True)
@@ -264,3 +265,177 @@ def score_result(result: Picture, job: Job, protocol: Protocol, model: LMFN) -> 
         raise ImageError(job.src, f"against ground truth {job.truth}: {exc.problem}") from None
     value = None if s.psnr == float("inf") else round(s.psnr, 4)
     return {"truth": str(job.truth), "psnr": value, "ssim": round(s.ssim, 6)}
+
+
+# --------------------------------------------------------------------------------------------
+# A whole batch, as the CLI (and later the video and Ray engines) run it
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What a batch does besides running each image (``settings``): where outputs go and how
+    they are scored. ``gt_dir``: score each result against the image of the same stem
+    (``pair_by="stem"``) or the same place in sorted order (``"order"``) in that folder, and
+    write ``report`` (``.json``/``.csv``) at the end."""
+
+    recursive: bool = False
+    fmt: str = "same"
+    suffix: str = ""
+    settings: Settings = Settings()
+    gt_dir: Path | None = None
+    pair_by: str = "stem"
+    report: Path | None = None
+
+
+class BatchEvents:
+    """How a batch reports progress. Every method does nothing: subclass and override what you
+    show (the CLI draws a progress bar). Problems also go to the ``lmfn_cli.batch`` logger as
+    warnings only where no event carries them (inputs without ground truth, unused ground truth)."""
+
+    def planned(self, jobs: list[Job], problems: list[ImageError]) -> None:
+        """Inputs are expanded: ``jobs`` will run; ``problems`` are inputs that will not."""
+
+    def image_started(self, index: int, job: Job) -> None:
+        """``jobs[index]`` is next."""
+
+    def tile(self, done: int, total: int) -> None:
+        """Within the current image: ``done`` of ``total`` tiles."""
+
+    def image_done(self, record: Record, error: LMFNError | None) -> None:
+        """An image finished: ok, skipped, or failed with ``error`` (``record.error`` is its problem)."""
+
+
+@dataclass
+class BatchSummary:
+    """The end of a batch: counts, wall time, and with ground truth the mean scores
+    (``evaluation.summarise``: ``images``, ``psnr``, ``ssim``, ``seconds``, ``infinite_psnr``)."""
+
+    ok: int
+    skipped: int
+    failed: int
+    seconds: float
+    scores: dict | None = None
+    report: Path | None = None
+
+    @property
+    def all_done(self) -> bool:
+        return self.failed == 0
+
+
+def attach_truth(jobs: list[Job], gt_dir: Path, pair_by: str = "stem", *, recursive: bool = False) -> list[Job]:
+    """``jobs`` with ``truth`` set from ``gt_dir`` (jobs without a match keep ``None``).
+
+    Raises NothingToDoError when ``gt_dir`` holds no images, ConfigError when pairing by stem is
+    ambiguous; warns about inputs without ground truth and ground truth no input matches.
+    """
+    from .evaluation import pair_by_order, pair_by_stem
+
+    truths = [t for t, _ in expand_inputs([str(gt_dir)], recursive=recursive)[0]]
+    if not truths:
+        raise NothingToDoError(f"{gt_dir}: no ground-truth images")
+    pairing = pair_by_stem if pair_by == "stem" else pair_by_order
+    found, lonely, unused = pairing([j.src for j in jobs], truths)
+    for src in lonely:
+        log.warning("%s: no ground truth in %s; not scored", src, gt_dir)
+    if unused:
+        shown = ", ".join(str(t.name) for t in unused[:5]) + (", ..." if len(unused) > 5 else "")
+        log.warning("%d ground-truth file(s) match no input: %s", len(unused), shown)
+    return [dataclasses.replace(j, truth=found.get(j.src)) for j in jobs]
+
+
+class Batch:
+    """A batch of images to deblur into ``out_dir``; iterate it to run it, one ``Record`` per
+    input (failed inputs included, in input order after the ones that could not be planned).
+
+    ``model`` is the network, or a function returning ``(model, info)`` called once the batch
+    is planned (so that a batch with nothing to do never loads or downloads weights); ``info``
+    names the weights in the report (name, file, sha256, parameters). Planning raises
+    NothingToDoError (no image at all, or no ground truth) and ConfigError (ambiguous pairing)
+    before any image runs. After the iteration, ``summary`` holds the counts and mean scores,
+    and the report has been written (ImageError if it cannot be).
+    """
+
+    def __init__(self, inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,
+                 model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
+                 model_info: dict | None = None) -> None:
+        self.inputs, self.out_dir, self.options = list(inputs), Path(out_dir), options
+        self.events = events or BatchEvents()
+        self._model, self.model_info = model, model_info or {}
+        self.records: list[Record] = []
+        self.summary: BatchSummary | None = None
+
+    def __iter__(self) -> Iterator[Record]:
+        opts, events = self.options, self.events
+        started = time.perf_counter()
+        jobs, problems = plan_jobs(self.inputs, self.out_dir, recursive=opts.recursive, fmt=opts.fmt, suffix=opts.suffix)
+        events.planned(jobs, problems)
+        for p in problems:
+            record = Record(str(p.path), None, "failed", error=p.problem)
+            self.records.append(record)
+            yield record
+        if not jobs:
+            raise NothingToDoError("no images to deblur")
+        if opts.gt_dir is not None:
+            jobs = attach_truth(jobs, opts.gt_dir, opts.pair_by, recursive=opts.recursive)
+        model = self._model
+        if not isinstance(model, LMFN) and callable(model):
+            model, info = model()
+            self.model_info = {**info, **self.model_info}
+        if jobs:
+            events.image_started(0, jobs[0])
+        for i, (job, outcome) in enumerate(deblur_files(model, jobs, opts.settings, events.tile)):
+            if isinstance(outcome, LMFNError):
+                record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
+                events.image_done(record, outcome)
+            else:
+                record = outcome
+                events.image_done(record, None)
+            self.records.append(record)
+            yield record
+            if i + 1 < len(jobs):
+                events.image_started(i + 1, jobs[i + 1])
+        counts = {s: sum(r.status == s for r in self.records) for s in ("ok", "skipped", "failed")}
+        summary = BatchSummary(**counts, seconds=round(time.perf_counter() - started, 3))
+        if opts.gt_dir is not None:
+            summary.scores, summary.report = self._score_summary()
+        self.summary = summary
+
+    def _score_summary(self) -> tuple[dict, Path | None]:
+        """The mean scores and, with ``options.report``, the report written."""
+        from . import __version__
+        from .evaluation import Report, Score, summarise, write_report
+
+        opts = self.options
+        scores = [Score(r.output or r.input, float("inf") if r.psnr is None else r.psnr, r.ssim, r.seconds)
+                  for r in self.records if r.status == "ok" and r.ssim is not None]
+        mean = summarise(scores)
+        if not scores:
+            log.warning("no image was scored against ground truth")
+        if opts.report is None:
+            return mean, None
+        ran = [r for r in self.records if r.status == "ok" and r.device]
+        tiles = sorted({r.tile for r in ran})
+        run = {"device": ran[0].device if ran else None, "precision": ran[0].precision if ran else None,
+               "tile": tiles[0] if len(tiles) == 1 else tiles, "overlap": opts.settings.overlap,
+               "ground_truth": str(opts.gt_dir), "pair_by": opts.pair_by, "version": __version__}
+        report = Report("deblur", opts.settings.protocol.as_dict(), self.model_info, run, scores, mean)
+        try:
+            write_report(opts.report, report)
+        except (LMFNError, OSError) as exc:
+            raise ImageError(opts.report, f"cannot write the report: {exc}") from None
+        return mean, opts.report
+
+
+def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,
+              model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
+              model_info: dict | None = None) -> Batch:
+    """A ``Batch`` (iterate it to run it; then read ``.summary``). Example, a scored batch::
+
+        batch = run_batch(["blur/"], "out/", BatchOptions(gt_dir=Path("sharp/"), report=Path("s.csv")),
+                          model=load_model())
+        for record in batch:
+            print(record.output, record.psnr, record.ssim)
+        print(batch.summary.scores["psnr"])
+    """
+    return Batch(inputs, out_dir, options, model=model, events=events, model_info=model_info)

@@ -11,7 +11,6 @@ import json
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -25,7 +24,7 @@ from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progre
 from rich.table import Table
 
 from . import __version__
-from .errors import LMFNError, UnknownWeightsError, WeightsError
+from .errors import ConfigError, LMFNError, UnknownWeightsError, WeightsError
 from .images import DEFAULT_MAX_PIXELS, FORMATS
 from .evaluation import SSIM_VARIANTS
 from .inference import PRECISIONS
@@ -290,7 +289,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       cat blurry.png | lmfn deblur - -o - -f png > sharp.png
       lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
     """
-    from .batch import Settings
+    from .batch import BatchOptions, Settings
     from .evaluation import Protocol
 
     if overwrite and skip_existing:
@@ -320,8 +319,9 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         if out == "-":
             _deblur_to_stdout(inputs[0], fmt, settings, weights, model_name, device, quiet)
         else:
-            _deblur_batch(list(inputs), Path(out), recursive, fmt, suffix, settings, weights, model_name, device,
-                          as_json, quiet, _Scoring(gt_dir, pair_by, report_path) if gt_dir else None)
+            options = BatchOptions(recursive=recursive, fmt=fmt, suffix=suffix, settings=settings, gt_dir=gt_dir,
+                                   pair_by=pair_by, report=report_path)
+            _deblur_batch(list(inputs), Path(out), options, weights, model_name, device, as_json, quiet)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
     except KeyboardInterrupt:
@@ -362,119 +362,65 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, mod
     stream.flush()
 
 
-@dataclasses.dataclass(frozen=True)
-class _Scoring:
-    gt_dir: Path
-    pair_by: str
-    report: Path | None
-
-
-def _attach_truth(jobs: list, scoring: _Scoring, recursive: bool) -> list:
-    """Jobs with their ground truth; warnings for inputs without one and unused ground truth."""
-    from .batch import expand_inputs
-    from .evaluation import pair_by_order, pair_by_stem
-
-    truths = [t for t, _ in expand_inputs([str(scoring.gt_dir)], recursive=recursive)[0]]
-    if not truths:
-        raise fail(f"{scoring.gt_dir}: no ground-truth images", EXIT_FAILED)
-    pairing = pair_by_stem if scoring.pair_by == "stem" else pair_by_order
-    try:
-        found, lonely, unused = pairing([j.src for j in jobs], truths)
-    except LMFNError as exc:
-        raise fail(str(exc), EXIT_USAGE) from None
-    for src in lonely:
-        logging.getLogger("lmfn").warning("%s: no ground truth in %s; not scored", src, scoring.gt_dir)
-    if unused:
-        shown = ", ".join(str(t.name) for t in unused[:5]) + (", ..." if len(unused) > 5 else "")
-        logging.getLogger("lmfn").warning("%d ground-truth file(s) match no input: %s", len(unused), shown)
-    return [dataclasses.replace(j, truth=found.get(j.src)) for j in jobs]
-
-
 def _score_line(record) -> str:
     value = "inf" if record.psnr is None else f"{record.psnr:.2f}"
     return f"{record.output}\t{value}\t{record.ssim:.4f}"
 
 
-def _deblur_batch(inputs: list[str], out_dir: Path, recursive: bool, fmt: str, suffix: str, settings, weights: Path | None,
-                  model_name: str | None, device: str, as_json: bool, quiet: bool, scoring: _Scoring | None = None) -> None:
-    from .batch import Record, deblur_files, plan_jobs
-
-    started = time.perf_counter()
-    jobs, problems = plan_jobs(inputs, out_dir, recursive=recursive, fmt=fmt, suffix=suffix)
-    records = [Record(str(p.path), None, "failed", error=p.problem) for p in problems]
-    for problem in problems:
-        click.echo(f"lmfn: error: {problem}", err=True)
-    if as_json:
-        for r in records:
-            click.echo(json.dumps(asdict(r)))
-    if not jobs:
-        raise fail("no images to deblur", EXIT_FAILED)
-    if scoring:
-        jobs = _attach_truth(jobs, scoring, recursive)
-    model, model_info = _load_with_info(weights, device, quiet, model_name)
+def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | None, model_name: str | None, device: str,
+                  as_json: bool, quiet: bool) -> None:
+    """Run ``batch.run_batch`` with a progress bar on stderr; results (paths, scores, JSON) to stdout."""
+    from .batch import BatchEvents, run_batch
+    from .errors import NothingToDoError
 
     show = not quiet and stderr.is_terminal
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
-        overall = progress.add_task("images", total=len(jobs))
-        tiles = progress.add_task("tiles", total=None, visible=False)
 
-        def on_tile(done: int, total: int) -> None:
-            progress.update(tiles, completed=done, total=total, visible=total > 1)
+        class Events(BatchEvents):
+            def planned(self, jobs, problems):
+                for problem in problems:
+                    click.echo(f"lmfn: error: {problem}", err=True)
+                self.overall = progress.add_task("images", total=len(jobs))
+                self.tiles = progress.add_task("tiles", total=None, visible=False)
 
-        progress.update(overall, description=jobs[0].src.name)
-        for i, (job, outcome) in enumerate(deblur_files(model, jobs, settings, on_tile)):
-            if i + 1 < len(jobs):
-                progress.update(overall, description=jobs[i + 1].src.name)
-            progress.update(tiles, completed=0, total=None, visible=False)
-            if isinstance(outcome, LMFNError):
-                record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
-                click.echo(f"lmfn: error: {outcome}", err=True)
-            else:
-                record = outcome
-            records.append(record)
-            if as_json:
-                click.echo(json.dumps(asdict(record)))
-            elif record.status == "ok" and record.ssim is not None:
-                click.echo(_score_line(record))
-            elif record.status == "ok":
-                click.echo(record.output)
-            progress.advance(overall)
+            def image_started(self, index, job):
+                progress.update(self.overall, description=job.src.name)
 
-    counts = {s: sum(r.status == s for r in records) for s in ("ok", "skipped", "failed")}
-    if scoring:
-        _finish_scoring(records, scoring, settings, model_info, as_json)
-    if not quiet or counts["failed"]:
-        skipped = f", {counts['skipped']} skipped (exist already)" if counts["skipped"] else ""
-        click.echo(f"lmfn: {counts['ok']} deblurred{skipped}, {counts['failed']} failed "
-                   f"in {time.perf_counter() - started:.1f} s", err=True)
-    if counts["failed"]:
-        raise click.exceptions.Exit(EXIT_FAILED)
+            def tile(self, done, total):
+                progress.update(self.tiles, completed=done, total=total, visible=total > 1)
 
+            def image_done(self, record, error):
+                progress.update(self.tiles, completed=0, total=None, visible=False)
+                progress.advance(self.overall)
+                if error is not None:
+                    click.echo(f"lmfn: error: {error}", err=True)
 
-def _finish_scoring(records: list, scoring: _Scoring, settings, model_info: dict, as_json: bool) -> None:
-    """The mean line on stdout (not with --json) and the --report file."""
-    from .evaluation import Report, Score, summarise, write_report
-
-    scores = [Score(r.output or r.input, float("inf") if r.psnr is None else r.psnr, r.ssim,
-                    r.seconds) for r in records if r.status == "ok" and r.ssim is not None]
-    mean = summarise(scores)
-    if scores and not as_json:
-        psnr = "inf" if mean["psnr"] is None else f"{mean['psnr']:.2f}"
-        click.echo(f"mean ({len(scores)} images)\t{psnr}\t{mean['ssim']:.4f}")
-    if not scores:
-        logging.getLogger("lmfn").warning("no image was scored against ground truth")
-    if scoring.report:
-        ran = [r for r in records if r.status == "ok" and r.device]
-        tiles = sorted({r.tile for r in ran})
-        run = {"device": ran[0].device if ran else None, "precision": ran[0].precision if ran else None,
-               "tile": tiles[0] if len(tiles) == 1 else tiles, "overlap": settings.overlap,
-               "ground_truth": str(scoring.gt_dir), "pair_by": scoring.pair_by, "version": __version__}
-        report = Report("deblur", settings.protocol.as_dict(), model_info, run, scores, mean)
+        batch = run_batch(inputs, out_dir, options, events=Events(),
+                          model=lambda: _load_with_info(weights, device, quiet, model_name))
         try:
-            write_report(scoring.report, report)
-        except (LMFNError, OSError) as exc:
-            raise fail(f"{scoring.report}: cannot write the report: {exc}", EXIT_FAILED) from None
+            for record in batch:
+                if as_json:
+                    click.echo(json.dumps(asdict(record)))
+                elif record.status == "ok" and record.ssim is not None:
+                    click.echo(_score_line(record))
+                elif record.status == "ok":
+                    click.echo(record.output)
+        except NothingToDoError as exc:
+            raise fail(str(exc), EXIT_FAILED) from None
+        except LMFNError as exc:  # ambiguous pairing (ConfigError), a report that cannot be written
+            raise fail(str(exc), EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED) from None
+
+    summary = batch.summary
+    if summary.scores and summary.scores["images"] and not as_json:
+        mean = summary.scores
+        psnr = "inf" if mean["psnr"] is None else f"{mean['psnr']:.2f}"
+        click.echo(f"mean ({mean['images']} images)\t{psnr}\t{mean['ssim']:.4f}")
+    if not quiet or summary.failed:
+        skipped = f", {summary.skipped} skipped (exist already)" if summary.skipped else ""
+        click.echo(f"lmfn: {summary.ok} deblurred{skipped}, {summary.failed} failed in {summary.seconds:.1f} s", err=True)
+    if summary.failed:
+        raise click.exceptions.Exit(EXIT_FAILED)
 
 
 @main.command()

@@ -71,3 +71,8 @@ class DatasetDownloadError(FetchError, DatasetError):
 class ArchiveError(DatasetError):
     """An archive that cannot be extracted safely: corrupt, or a member that would land outside
     the target folder (absolute, ``..``, a link pointing out) or is a device file."""
+
+
+class NothingToDoError(LMFNError):
+    """A batch with no image to work on: every input was missing or empty, or ``--gt`` holds no
+    images. The inputs' own problems were reported one by one before it."""

@@ -83,3 +83,98 @@ def test_a_failed_write_is_that_jobs_error(tmp_path, tiny_model, monkeypatch):
     monkeypatch.setattr(batch, "_write", failing)
     outcomes = list(deblur_files(tiny_model, jobs, Settings(tile=0)))
     assert isinstance(outcomes[0][1], OutputExistsError) and isinstance(outcomes[1][1], Record)
+
+
+# --------------------------------------------------------------------------------------------
+# run_batch: a whole scored batch through the library, no CLI
+# --------------------------------------------------------------------------------------------
+
+
+class _Recorder(batch.BatchEvents):
+    def __init__(self):
+        self.calls = []
+
+    def planned(self, jobs, problems):
+        self.calls.append(("planned", len(jobs), [p.problem for p in problems]))
+
+    def image_started(self, index, job):
+        self.calls.append(("started", index, job.src.name))
+
+    def image_done(self, record, error):
+        self.calls.append(("done", record.status, type(error).__name__ if error else None))
+
+
+def _scored_folders(tmp_path, n=3):
+    blur, sharp = tmp_path / "blur", tmp_path / "sharp"
+    blur.mkdir()
+    sharp.mkdir()
+    for i in range(n):
+        img = natural_like(40, 56, seed=i)
+        write_image(blur / f"IMG_{i}.png", img)
+        write_image(sharp / f"img_{i}.png", img)  # stems match case-insensitively
+    return blur, sharp
+
+
+def test_run_batch_scores_reports_and_reports_progress(tmp_path, tiny_model):
+    import json
+
+    blur, sharp = _scored_folders(tmp_path)
+    (blur / "IMG_1.png").write_bytes(b"broken")
+    events = _Recorder()
+    opts = batch.BatchOptions(settings=Settings(tile=0), gt_dir=sharp, report=tmp_path / "r.json")
+    loads = []
+
+    def load():
+        loads.append(1)
+        return tiny_model, {"name": "tiny"}
+
+    run = batch.run_batch([str(blur), str(tmp_path / "missing.png")], tmp_path / "out", opts, model=load, events=events)
+    assert run.summary is None and not loads  # nothing runs before the iteration
+    records = list(run)
+    assert [r.status for r in records] == ["failed", "ok", "failed", "ok"]  # the unplannable input first
+    assert records[0].error == "no such file or folder"
+    assert all(r.truth and r.ssim is not None for r in records if r.status == "ok")
+    assert loads == [1]
+    s = run.summary
+    assert (s.ok, s.skipped, s.failed, s.all_done) == (2, 0, 2, False)
+    assert s.scores["images"] == 2 and s.report == tmp_path / "r.json"
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["model"] == {"name": "tiny"} and len(rep["images"]) == 2
+    assert events.calls[0] == ("planned", 3, ["no such file or folder"])
+    assert events.calls[1:] == [("started", 0, "IMG_0.png"), ("done", "ok", None),
+                                ("started", 1, "IMG_1.png"), ("done", "failed", "ImageError"),
+                                ("started", 2, "IMG_2.png"), ("done", "ok", None)]
+
+
+def test_run_batch_with_nothing_to_do_never_loads_the_model(tmp_path):
+    import pytest
+
+    from lmfn_cli.errors import ConfigError, NothingToDoError
+
+    def load():
+        raise AssertionError("the model must not be loaded")
+
+    run = batch.run_batch([str(tmp_path / "nope.png")], tmp_path / "out", model=load)
+    with pytest.raises(NothingToDoError, match="no images to deblur"):
+        list(run)
+    assert [r.status for r in run.records] == ["failed"]
+    blur, sharp = _scored_folders(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NothingToDoError, match="no ground-truth images"):
+        list(batch.run_batch([str(blur)], tmp_path / "out", batch.BatchOptions(gt_dir=empty), model=load))
+    write_image(sharp / "img_0.jpg", natural_like(40, 56, seed=0))  # two ground truths with one stem
+    with pytest.raises(ConfigError, match="ambiguous"):
+        list(batch.run_batch([str(blur)], tmp_path / "out", batch.BatchOptions(gt_dir=sharp), model=load))
+
+
+def test_run_batch_takes_a_model_and_writes_like_deblur_files(tmp_path, tiny_model):
+    blur, _ = _scored_folders(tmp_path, n=2)
+    run = batch.run_batch([str(blur)], tmp_path / "out", batch.BatchOptions(settings=Settings(tile=0), suffix="-s",
+                                                                           fmt="png"), model=tiny_model)
+    outs = [r.output for r in run]
+    assert outs == [str(tmp_path / "out" / "IMG_0-s.png"), str(tmp_path / "out" / "IMG_1-s.png")]
+    assert run.summary.scores is None and run.summary.all_done
+    alone = deblur_file(tiny_model, Job(blur / "IMG_0.png", tmp_path / "alone.png"), Settings(tile=0))
+    assert alone.status == "ok"
+    assert np.array_equal(read_image(tmp_path / "alone.png"), read_image(tmp_path / "out" / "IMG_0-s.png"))
