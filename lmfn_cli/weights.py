@@ -160,7 +160,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             training_data="v1 continued on an H100: BSDS500 train+test and Urban100 (half size) with lmfn synth "
             "blur made afresh; GoPro-style averages of one GOPRO_Large training sequence (GOPR0477_11_00)",
             config=LMFNConfig(global_residual=True),
-            description="lmfn-residual, fp16, v1 + 10.5 min on an H100: mild sharpening (+0.65 to +0.86 dB)",
+            description="lmfn-residual, fp16, v1 + 10.5 min on an H100: mild sharpening (+0.51 to +0.79 dB on the validation table)",
         ),
     )
 }
