@@ -1,0 +1,191 @@
+"""What the commands share: exit codes, ``fail``, the stderr console, option groups, loading weights."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from ..errors import UnknownWeightsError, WeightsError
+from ..evaluation import SSIM_VARIANTS
+from ..inference import PRECISIONS
+from ..tiling import DEFAULT_OVERLAP, MIN_TILE
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_WEIGHTS = 0, 1, 2, 3
+
+stderr = Console(stderr=True)
+
+
+def fail(message: str, code: int) -> "click.exceptions.Exit":
+    click.echo(f"lmfn: error: {message}", err=True)
+    return click.exceptions.Exit(code)
+
+
+# --- shared option groups, written once --------------------------------------------------
+
+
+def weights_option(f):
+    f = click.option(
+        "-m",
+        "--model",
+        "model_name",
+        default=None,
+        metavar="NAME",
+        help="Named weights (lmfn weights list), from the cache; downloaded if missing unless LMFN_OFFLINE=1.",
+    )(f)
+    return click.option(
+        "-w",
+        "--weights",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Weights file (.safetensors with its config in the metadata) [default: the bundled weights].",
+    )(f)
+
+
+def verbose_option(f):
+    """-v/-vv after the command too: ``lmfn deblur -v`` says which weights were used."""
+
+    def raise_level(ctx: click.Context, param: click.Parameter, value: int) -> int:
+        if value:
+            level = logging.INFO if value == 1 else logging.DEBUG
+            root = logging.getLogger()
+            root.setLevel(min(root.level, level))
+        return value
+
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=raise_level,
+                        help="More diagnostics on stderr (-vv for debug); same as before the command.")(f)
+
+
+def device_option(f):
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps.",
+    )(f)
+
+
+@contextmanager
+def _download_progress(quiet: bool = False) -> Iterator[tuple[Callable[[int, int], None], Callable[[str], None]]]:
+    """(on_progress, describe): download progress as a rich bar on stderr, only on a terminal."""
+    show = not quiet and stderr.is_terminal
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    label = ["download"]
+    tasks: dict[str, int] = {}  # one bar per name, made when its first bytes arrive (not for cache hits)
+    with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
+
+        def on_progress(done: int, total: int) -> None:
+            if label[0] not in tasks:
+                tasks[label[0]] = progress.add_task(label[0], total=total)
+            progress.update(tasks[label[0]], completed=done, total=total)
+
+        def describe(text: str) -> None:
+            label[0] = text
+
+        yield on_progress, describe
+
+
+def _load(weights: Path | None, device_name: str, quiet: bool = False, model_name: str | None = None):
+    return _load_with_info(weights, device_name, quiet, model_name)[0]
+
+
+def _load_with_info(weights: Path | None, device_name: str, quiet: bool = False, model_name: str | None = None):
+    """(model, info): info names the weights for reports (name, file, SHA-256, parameters)."""
+    from ..download import file_sha256
+    from ..inference import resolve_device
+    from ..weights import load_model, resolve_weights
+
+    if weights is not None and Path(weights).suffix.lower() == ".onnx" and device_name == "auto":
+        device_name = "cpu"  # ONNX weights run on the CPU (ONNX Runtime), so auto means the CPU
+    try:
+        device = resolve_device(device_name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--device") from None
+    if device_name == "auto" and device.type == "cpu" and not quiet:
+        click.echo("lmfn: note: no CUDA GPU found; running on the CPU (--device cpu hides this note)", err=True)
+    if weights is not None and model_name is not None:
+        raise click.UsageError("give -w/--weights FILE or -m/--model NAME, not both")
+    try:
+        with _download_progress(quiet) as (on_progress, describe):
+            if model_name:
+                describe(model_name)
+            path = resolve_weights(weights, model_name, on_progress=on_progress)
+        model = load_model(path, device=device)
+    except UnknownWeightsError as exc:
+        raise click.BadParameter(str(exc), param_hint="-m/--model") from None
+    except WeightsError as exc:
+        raise fail(str(exc), EXIT_NO_WEIGHTS) from None
+    info = {"name": model_name or Path(path).stem, "file": str(path), "sha256": file_sha256(path),
+            "parameters": sum(p.numel() for p in model.parameters())}
+    return model, info
+
+
+class TileType(click.ParamType):
+    """``auto`` -> None (pick from free memory), ``0`` -> whole image, ``N`` -> N x N tiles."""
+
+    name = "auto|0|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) and value >= 0:
+            return value
+        if str(value).strip().lower() == "auto":
+            return None
+        try:
+            tile = int(value)
+        except ValueError:
+            self.fail(f"{value!r} is not auto, 0 or a number of pixels", param, ctx)
+        if tile != 0 and tile < MIN_TILE:
+            self.fail(f"tiles must be at least {MIN_TILE} px (or 0 for the whole image)", param, ctx)
+        return tile
+
+
+def tile_options(f):
+    f = click.option("--tile-overlap", "overlap", type=click.IntRange(0), default=DEFAULT_OVERLAP, show_default=True,
+                     help="Pixels shared by neighbouring tiles, blended smoothly.")(f)
+    return click.option("--tile", type=TileType(), default="auto", show_default=True, metavar="auto|0|N",
+                        help="Tile size: auto (from free memory), 0 (whole image at once) or N pixels.")(f)
+
+
+def precision_option(f):
+    return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                        help="auto: fp16 on CUDA, fp32 on CPU. Half-precision tiles that overflow are redone in fp32.")(f)
+
+
+def threads_option(f):
+    return click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch [default: torch's choice].")(f)
+
+
+def model_run_options(f):
+    """Which weights, and how the network runs: -w/-m, --device, --precision, --tile,
+    --tile-overlap, --threads, -v (deblur, bench)."""
+    for option in (verbose_option, threads_option, tile_options, precision_option, device_option, weights_option):
+        f = option(f)
+    return f
+
+
+def protocol_options(f):
+    """--ssim, --y-channel, --crop-border: how results are scored (deblur --gt, bench)."""
+    f = click.option("--crop-border", type=click.IntRange(0), default=0, show_default=True,
+                     help="Pixels dropped on each side before scoring.")(f)
+    f = click.option("--y-channel", is_flag=True, help="Score the BT.601 luma instead of RGB.")(f)
+    return click.option("--ssim", "ssim_variant", type=click.Choice(SSIM_VARIANTS), default=None,
+                        help="SSIM convention: gaussian (Wang et al./scikit-image) or matlab (MATLAB ssim on the "
+                             "RGB volume, as the GoPro/HIDE scripts) [default: matlab for gopro, else gaussian].")(f)
+
+
+def _check_report_suffix(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """Refuse a report name write_report cannot write now, not after a whole benchmark has run."""
+    if value is not None and value.suffix.lower() not in (".json", ".csv"):
+        raise click.BadParameter(f"{value}: a report must end in .json or .csv", ctx=ctx, param=param)
+    return value
+
+
+def report_option(f):
+    return click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        metavar="FILE.json|FILE.csv", callback=_check_report_suffix,
+                        help="Write per-image scores, means, protocol, model (name, SHA-256), device and version.")(f)
