@@ -14,6 +14,7 @@ from . import main
 from .options import (EXIT_FAILED, _download_progress, _load_with_info, fail, model_run_options, protocol_options,
                       report_option, stderr)
 
+
 @main.command()
 @click.option("-d", "--dataset", required=True, metavar="kohler|gopro|PATH",
               help="kohler (downloaded and cached), gopro (GOPRO_Large test split, --root or LMFN_GOPRO_URL), "

@@ -16,6 +16,7 @@ from . import main
 from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, model_run_options, protocol_options,
                       report_option, stderr)
 
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, metavar="DIR|-",

@@ -10,6 +10,7 @@ from ..errors import LMFNError
 from . import main
 from .options import EXIT_FAILED, _load, fail, weights_option
 
+
 @main.command("export")
 @click.option("--onnx", "onnx_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Write the network here as an ONNX graph (float32, any image size).")

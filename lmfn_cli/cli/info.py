@@ -12,6 +12,7 @@ from rich.table import Table
 from .. import __version__
 from . import main
 
+
 @main.command("info")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per variant instead of a table.")
 def info(as_json: bool) -> None:

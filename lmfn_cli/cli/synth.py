@@ -11,6 +11,7 @@ from ..errors import LMFNError
 from . import main
 from .options import EXIT_FAILED, fail
 
+
 @main.command()
 @click.argument("inputs", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for blur/, sharp/ and pairs.jsonl.")

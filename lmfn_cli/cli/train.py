@@ -13,6 +13,7 @@ from ..errors import LMFNError
 from . import main
 from .options import EXIT_FAILED, device_option, fail
 
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False, exists=True, path_type=Path),
