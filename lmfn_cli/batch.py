@@ -287,6 +287,12 @@ class BatchOptions:
     pair_by: str = "stem"
     report: Path | None = None
 
+    def __post_init__(self) -> None:
+        # folders and files may be given as strings, as on the command line
+        for name in ("gt_dir", "report"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+
 
 class BatchEvents:
     """How a batch reports progress. Every method does nothing: subclass and override what you
@@ -432,8 +438,7 @@ def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = Ba
               model_info: dict | None = None) -> Batch:
     """A ``Batch`` (iterate it to run it; then read ``.summary``). Example, a scored batch::
 
-        batch = run_batch(["blur/"], "out/", BatchOptions(gt_dir=Path("sharp/"), report=Path("s.csv")),
-                          model=load_model())
+        batch = run_batch(["blur/"], "out/", BatchOptions(gt_dir="sharp/", report="s.csv"), model=load_model())
         for record in batch:
             print(record.output, record.psnr, record.ssim)
         print(batch.summary.scores["psnr"])

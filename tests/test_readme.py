@@ -44,3 +44,26 @@ def test_readme_documents_every_deblur_option_and_the_defaults(readme):
     assert f"(default {DEFAULT_OVERLAP})" in section
     assert f"at most {CPU_MAX_TILE})" in section
     assert "**130**/**143**" in section
+
+
+def test_readme_scored_batch_example_runs(readme, tmp_path, monkeypatch, tiny_model, capsys):
+    import numpy as np
+
+    from conftest import natural_like
+    from lmfn_cli.images import write_image
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "run_batch" in b)
+    assert len([line for line in block.splitlines() if line.strip()]) == 5  # "in five lines", as the README says
+    for folder in ("blur", "sharp"):
+        (tmp_path / folder).mkdir()
+    for i in range(2):
+        img = natural_like(40, 48, seed=i)
+        write_image(tmp_path / "blur" / f"p{i}.png", img)
+        write_image(tmp_path / "sharp" / f"p{i}.png", np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8))
+    monkeypatch.chdir(tmp_path)
+    namespace = {"load_model": lambda *a, **k: tiny_model}
+    exec(compile(block, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 3 and printed[0].startswith("out/p0.png ok ")
+    assert printed[-1].startswith("2 0 ")
+    assert (tmp_path / "scores.csv").exists() and (tmp_path / "out" / "p1.png").exists()
