@@ -54,3 +54,21 @@ def test_plot_curve_draws_each_set(tmp_path):
     colours = {c for _, c in img.getcolors(maxcolors=1 << 20)}
     assert (0, 100, 0) in colours and (255, 140, 0) in colours  # darkgreen (set a), darkorange (set b)
     assert plot_curve(tmp_path / "none.jsonl", tmp_path / "none.png") is None
+
+
+def test_steps_fit_script_on_a_table():
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("steps_fit", root / "benchmarks" / "steps_fit.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    # gains 0.5 at 1,000 steps and 0.7 at 10,000: +0.2 dB per tenfold, 0.9 predicted at 100,000
+    table = {"rows": [{"set": "s", "scores": {"blurry": {"psnr": 20.0}, "a": {"psnr": 20.5}, "b": {"psnr": 20.7}}}]}
+    (row,) = mod.fits(table, mod.parse_steps(["a=1000", "b=10000"]))
+    assert row["slope_db_per_10x"] == pytest.approx(0.2) and row["at_10x"] == pytest.approx(0.9)
+    with pytest.raises(SystemExit, match="no column"):
+        mod.fits(table, {"c": 5})
+    with pytest.raises(SystemExit, match="NAME=STEPS"):
+        mod.parse_steps(["a=lots"])
