@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError
+from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
@@ -343,9 +343,9 @@ def attach_truth(jobs: list[Job], gt_dir: Path, pair_by: str = "stem", *, recurs
     pairing = pair_by_stem if pair_by == "stem" else pair_by_order
     found, lonely, unused = pairing([j.src for j in jobs], truths)
     for src in lonely:
-        log.warning("%s: no ground truth in %s; not scored", src, gt_dir)
+        log.warning("%s: no ground truth in %s; not scored", one_line(src), one_line(gt_dir))
     if unused:
-        shown = ", ".join(str(t.name) for t in unused[:5]) + (", ..." if len(unused) > 5 else "")
+        shown = ", ".join(one_line(t.name) for t in unused[:5]) + (", ..." if len(unused) > 5 else "")
         log.warning("%d ground-truth file(s) match no input: %s", len(unused), shown)
     return [dataclasses.replace(j, truth=found.get(j.src)) for j in jobs]
 

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Control characters as backslash escapes: \n, \t, \r by name, the others as \xNN.
+_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(32), 127]} | {10: "\\n", 9: "\\t", 13: "\\r"}
+
+
+def one_line(text: object) -> str:
+    """``str(text)`` with control characters (newline, tab, ...) written as backslash escapes, so
+    that a file name can never break a one-line message or a tab-separated result line. Names
+    without control characters come back unchanged; ``--json`` output keeps them exactly."""
+    return str(text).translate(_ESCAPES)
+
 
 class LMFNError(Exception):
     """Base class of every error the library raises on purpose."""
@@ -19,7 +29,7 @@ class FileProblem(LMFNError):
     def __init__(self, path: str | Path | None, problem: str):
         self.path = None if path is None else Path(path)
         self.problem = problem
-        super().__init__(f"{path}: {problem}" if path is not None else problem)
+        super().__init__(f"{one_line(path)}: {one_line(problem)}" if path is not None else one_line(problem))
 
 
 class WeightsError(FileProblem):

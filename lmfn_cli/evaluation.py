@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import ConfigError, ImageError
+from .errors import ConfigError, ImageError, one_line
 from .files import atomic_path
 from .inference import LEVEL_SCALE
 from .metrics import kohler_align, kohler_psnr, psnr, ssim
@@ -232,12 +232,15 @@ def _csv(report: Report) -> str:
     buf = io.StringIO()
     for key, value in (("command", report.command), ("protocol", report.protocol["description"]),
                        *((f"model.{k}", v) for k, v in report.model.items()), *((f"run.{k}", v) for k, v in report.run.items())):
-        buf.write(f"# {key}: {value}\n")
+        buf.write(f"# {key}: {one_line(value)}\n")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     base = {s.name: s for s in report.baseline}
 
     def fmt(v):
+        if isinstance(v, str):
+            # a name that starts like a formula would run as one in a spreadsheet: quote it
+            return "'" + v if v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
         return "" if v is None else (f"{v:.6f}" if isinstance(v, float) else v)
 
     for s in report.images:

@@ -330,3 +330,73 @@ def test_16bit_to_jpeg_warns_naming_the_file_on_one_plain_line(runner, tmp_path,
     warning = next(line for line in result.stderr.splitlines() if "warning" in line)
     assert warning == f"lmfn: warning: {out / 'deep.jpg'}: JPG stores 8 bits per channel: rounding the 16-bit pixels to 8 bits"
     assert read_image(out / "deep.jpg").dtype == np.uint8
+
+
+def test_odd_file_names_stay_one_line_in_text_and_are_exact_in_json_and_csv(runner, tmp_path, tiny_weights):
+    import csv
+
+    blur, sharp, out = tmp_path / "blur", tmp_path / "sharp", tmp_path / "out"
+    blur.mkdir()
+    sharp.mkdir()
+    names = ["new\nline.png", "tab\there.png", "=HYPERLINK(1).png", "-dash.png", "@at.png", "plain.png"]
+    for i, name in enumerate(names):
+        img = natural_like(24, 32, seed=i)
+        write_image(blur / name, img)
+        write_image(sharp / name, img)
+    (blur / "bad\nname.png").write_bytes(b"not a png")
+    result = run(runner, blur, "-o", out, "--gt", sharp, "--report", tmp_path / "r.csv", weights=tiny_weights)
+    assert result.exit_code == 1  # the broken file
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(names) + 1 and lines[-1].startswith("mean (6 images)")
+    assert all(len(line.split("\t")) == 3 for line in lines)  # a tab in a name cannot add a column
+    assert any(line.startswith(str(out / "new\\nline.png") + "\t") for line in lines)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lmfn: error:")]
+    assert len(errors) == 1 and "bad\\nname.png" in errors[0]
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = [r for r in csv.reader(line for line in fh if not line.startswith("#"))]
+    cells = {r[0] for r in rows[1:-1]}
+    assert str(out / "new\nline.png") in cells and str(out / "tab\there.png") in cells  # exact, CSV-quoted
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
+    assert str(out / "plain.png") in cells
+    # JSON keeps every name exactly
+    js = run(runner, blur, "-o", tmp_path / "o2", "--json", weights=tiny_weights)
+    outputs = {json.loads(line)["output"] for line in js.stdout.splitlines() if json.loads(line)["status"] == "ok"}
+    assert outputs == {str(tmp_path / "o2" / n) for n in names}
+
+
+def test_formula_like_names_in_csv_reports_are_quoted():
+    from lmfn_cli.evaluation import Report, Score, _csv
+
+    text = _csv(Report("deblur", {"description": "d"}, {"name": "m\nx"}, {}, [Score("=1+1", 20.0, 0.5), Score("-3", 21.0, 0.6)],
+                       {"psnr": 20.5, "ssim": 0.55}))
+    assert "\n'=1+1," in text and "\n'-3," in text and "# model.name: m\\nx\n" in text
+
+
+def test_a_symlink_at_the_output_name_is_never_followed(runner, tmp_path, tiny_weights):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    write_image(src / "a.png", natural_like(24, 32, seed=1))
+    write_image(src / "b.png", natural_like(24, 32, seed=2))
+    precious = tmp_path / "precious.png"
+    precious.write_bytes(b"the only copy")
+    (out / "a.png").symlink_to(precious)
+    (out / "b.png").symlink_to(tmp_path / "nowhere.png")  # dangling: still a name that exists
+    result = run(runner, src, "-o", out, weights=tiny_weights)
+    assert result.exit_code == 1 and result.stderr.count("exists already") == 2
+    assert precious.read_bytes() == b"the only copy" and not (tmp_path / "nowhere.png").exists()
+    result = run(runner, src, "-o", out, "--overwrite", weights=tiny_weights)
+    assert result.exit_code == 0
+    assert precious.read_bytes() == b"the only copy" and not (tmp_path / "nowhere.png").exists()
+    assert not (out / "a.png").is_symlink() and read_image(out / "a.png").shape == (24, 32, 3)
+
+
+def test_input_names_that_start_with_a_dash(runner, tmp_path, tiny_weights, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_image(tmp_path / "-x.png", natural_like(24, 32, seed=1))
+    args = ["deblur", "-o", "out", "-w", str(tiny_weights), "--device", "cpu"]
+    result = runner.invoke(main, [*args, "-x.png"])  # read as an option: a usage error, nothing written
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    result = runner.invoke(main, [*args, "--", "-x.png"])  # after --, a file name
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["out/-x.png"]
+    assert (tmp_path / "out" / "-x.png").exists()

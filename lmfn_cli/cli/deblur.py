@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import ConfigError, LMFNError
+from ..errors import ConfigError, LMFNError, one_line
 from ..images import DEFAULT_MAX_PIXELS, FORMATS
 from . import main
 from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, model_run_options, protocol_options,
@@ -148,7 +148,7 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, mod
 
 def _score_line(record) -> str:
     value = "inf" if record.psnr is None else f"{record.psnr:.2f}"
-    return f"{record.output}\t{value}\t{record.ssim:.4f}"
+    return f"{one_line(record.output)}\t{value}\t{record.ssim:.4f}"
 
 
 def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | None, model_name: str | None, device: str,
@@ -189,7 +189,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
                 elif record.status == "ok" and record.ssim is not None:
                     click.echo(_score_line(record))
                 elif record.status == "ok":
-                    click.echo(record.output)
+                    click.echo(one_line(record.output))
         except NothingToDoError as exc:
             raise fail(str(exc), EXIT_FAILED) from None
         except LMFNError as exc:  # ambiguous pairing (ConfigError), a report that cannot be written
