@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
+from .files import remove_stale_temporaries
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
 from .model import LMFN
@@ -382,6 +383,7 @@ class Batch:
             yield record
         if not jobs:
             raise NothingToDoError("no images to deblur")
+        remove_stale_temporaries([j.dst for j in jobs])  # left by a run that was killed (kill -9)
         if opts.gt_dir is not None:
             jobs = attach_truth(jobs, opts.gt_dir, opts.pair_by, recursive=opts.recursive)
         model = self._model

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OutputExistsError
+
+log = logging.getLogger(__name__)
+
+
+def _host() -> str:
+    """This machine's name as it goes into temporary file names (letters, digits, - and _)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:40] or "host"
+
+
+def temporary_prefix(dest: Path) -> str:
+    """``.NAME.lmfn-HOST-PID.``: the start of every temporary file ``atomic_path`` makes for
+    ``dest``, so a later run can tell whose it is and whether its writer is still alive."""
+    return f".{dest.name}.lmfn-{_host()}-{os.getpid()}."
 
 
 def _umask() -> int:
@@ -28,7 +44,7 @@ def atomic_path(dest: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(dest), suffix=".part", dir=dest.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -55,3 +71,46 @@ def _move_new(tmp: Path, dest: Path) -> None:
         os.replace(tmp, dest)
     else:
         tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(dests: list[Path]) -> list[Path]:
+    """Remove the temporary files a killed run left for ``dests``; return those removed.
+
+    Only files named by ``temporary_prefix`` for one of ``dests``, made on this machine by a
+    process that no longer exists, are removed: a temporary of a run still writing (another
+    ``lmfn deblur`` on the same folder) or of another machine (a shared disk) is left alone.
+    """
+    me = _host()
+    pattern = re.compile(r"\.(?P<name>.+)\.lmfn-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.part")
+    by_folder: dict[Path, set[str]] = {}
+    for d in dests:
+        by_folder.setdefault(Path(d).parent, set()).add(Path(d).name)
+    removed = []
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue  # no folder yet: nothing stale in it
+        for entry in entries:
+            m = pattern.fullmatch(entry.name)
+            if not m or m["name"] not in names or m["host"] != me or _alive(int(m["pid"])):
+                continue
+            if entry.is_file(follow_symlinks=False):
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    continue
+                removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d temporary file(s) left by an interrupted run", len(removed))
+    return removed

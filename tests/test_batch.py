@@ -178,3 +178,31 @@ def test_run_batch_takes_a_model_and_writes_like_deblur_files(tmp_path, tiny_mod
     alone = deblur_file(tiny_model, Job(blur / "IMG_0.png", tmp_path / "alone.png"), Settings(tile=0))
     assert alone.status == "ok"
     assert np.array_equal(read_image(tmp_path / "alone.png"), read_image(tmp_path / "out" / "IMG_0-s.png"))
+
+
+def test_a_killed_runs_temporaries_are_removed_and_others_left_alone(tmp_path, tiny_model):
+    import os
+    import subprocess
+    import sys
+
+    from lmfn_cli.files import remove_stale_temporaries, temporary_prefix
+
+    blur, _ = _scored_folders(tmp_path, n=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)  # that process has exited
+    mine = temporary_prefix(out / "IMG_0.png")
+    stale = out / mine.replace(f"-{os.getpid()}.", f"-{dead_pid}.")
+    stale = stale.with_name(stale.name + "abc123.part")
+    live = out / (mine + "zz9.part")                                          # this process: alive
+    other_host = out / ".IMG_0.png.lmfn-elsewhere-1.q1.part"                  # another machine's
+    unrelated = out / ".IMG_7.png.lmfn-x-1.q1.part"                           # not a planned output
+    for p in (stale, live, other_host, unrelated):
+        p.write_bytes(b"partial")
+    assert remove_stale_temporaries([out / "IMG_0.png"]) == [stale]
+    stale.write_bytes(b"partial")
+    list(batch.run_batch([str(blur)], out, batch.BatchOptions(settings=Settings(tile=0)), model=tiny_model))
+    assert not stale.exists() and live.exists() and other_host.exists() and unrelated.exists()
+    assert (out / "IMG_0.png").exists() and (out / "IMG_1.png").exists()
+    assert remove_stale_temporaries([tmp_path / "no-such-folder" / "a.png"]) == []
