@@ -194,7 +194,13 @@ def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[in
     if isinstance(loaded, Record):
         return loaded
     result, record = _compute(model, job, loaded, settings, on_tile)
-    _write(job, result, settings)
+    try:
+        _write(job, result, settings)
+    except OutputExistsError as exc:
+        outcome = _skipped_if_asked(job, exc, settings)
+        if isinstance(outcome, OutputExistsError):
+            raise
+        return outcome
     return record
 
 
@@ -228,7 +234,7 @@ def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                 except LMFNError as exc:
                     outcome = exc
                 if pending is not None:  # one write in flight at a time: results come out in order
-                    yield _finish(*pending)
+                    yield _finish(*pending, settings)
                     pending = None
                 if outcome is not None:
                     yield job, outcome
@@ -236,19 +242,27 @@ def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                     pending = (job, record, writer.submit(_write, job, result, settings))
                     del result
             if pending is not None:
-                yield _finish(*pending)
+                yield _finish(*pending, settings)
                 pending = None
         finally:
             if next_load is not None:
                 next_load.cancel()
 
 
-def _finish(job: Job, record: Record, writing: Future) -> tuple[Job, Record | LMFNError]:
+def _finish(job: Job, record: Record, writing: Future, settings: Settings) -> tuple[Job, Record | LMFNError]:
     try:
         writing.result()
+    except OutputExistsError as exc:
+        return job, _skipped_if_asked(job, exc, settings)
     except LMFNError as exc:
         return job, exc
     return job, record
+
+
+def _skipped_if_asked(job: Job, exc: OutputExistsError, settings: Settings) -> Record | OutputExistsError:
+    """An output that appeared while its image ran (another run writing the same folder) is
+    left as it is; with ``skip_existing`` that is a skip, not a failure."""
+    return Record(str(job.src), str(job.dst), "skipped") if settings.skip_existing else exc
 
 
 def score_result(result: Picture, job: Job, protocol: Protocol, model: LMFN) -> dict:

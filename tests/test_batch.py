@@ -206,3 +206,47 @@ def test_a_killed_runs_temporaries_are_removed_and_others_left_alone(tmp_path, t
     assert not stale.exists() and live.exists() and other_host.exists() and unrelated.exists()
     assert (out / "IMG_0.png").exists() and (out / "IMG_1.png").exists()
     assert remove_stale_temporaries([tmp_path / "no-such-folder" / "a.png"]) == []
+
+
+def test_an_output_that_appears_meanwhile_is_kept_and_skipped_with_skip_existing(tmp_path, tiny_model, monkeypatch):
+    jobs = _jobs(tmp_path, n=3)
+    real_compute = batch._compute
+
+    def compute_while_another_run_writes(model, job, picture, settings, on_tile):
+        out = real_compute(model, job, picture, settings, on_tile)
+        if job is jobs[1]:
+            job.dst.write_bytes(b"the other run's result")
+        return out
+
+    monkeypatch.setattr(batch, "_compute", compute_while_another_run_writes)
+    outcomes = list(deblur_files(tiny_model, jobs, Settings(tile=0, skip_existing=True)))
+    assert [o.status for _, o in outcomes] == ["ok", "skipped", "ok"]
+    assert jobs[1].dst.read_bytes() == b"the other run's result"
+    jobs[1].dst.unlink()
+    outcomes = list(deblur_files(tiny_model, [jobs[1]], Settings(tile=0)))  # without it: an error
+    assert isinstance(outcomes[0][1], OutputExistsError)
+    assert jobs[1].dst.read_bytes() == b"the other run's result"
+    jobs[1].dst.unlink()
+    assert deblur_file(tiny_model, jobs[1], Settings(tile=0, skip_existing=True)).status == "skipped"
+
+
+def test_two_processes_on_one_folder_both_finish(tmp_path):
+    import subprocess
+    import sys
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(8):
+        write_image(src / f"p{i}.png", natural_like(64, 64, seed=i))
+    from conftest import TINY
+    from lmfn_cli import LMFN, save_weights
+
+    weights = save_weights(LMFN(TINY), tmp_path / "tiny.safetensors", variant="tiny-test")
+    cmd = [sys.executable, "-m", "lmfn_cli", "deblur", str(src), "-o", str(out), "--skip-existing", "-w", str(weights),
+           "--device", "cpu", "--threads", "1", "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    assert [rc for _, _, rc in results] == [0, 0], results
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"p{i}.png" for i in range(8)]  # no temporaries left, nothing extra
+    assert all(read_image(out / n).shape == (64, 64, 3) for n in written)
