@@ -109,8 +109,24 @@ def download_file(
 
     expected = checksums(sha256=sha256, md5=md5)
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return _download_into(url, dest, part, expected, size, session, retries, backoff, timeout, on_progress, check,
+                              error, not_found_hint)
+    except OSError as exc:
+        if isinstance(exc, requests.RequestException):
+            raise
+        # the local side: a cache folder that cannot be made or written, a full disk
+        where = exc.filename or part
+        raise error(url, f"cannot write {where}: {exc.strerror or exc}") from None
+
+
+def _download_into(url: str, dest: Path, part: Path, expected: dict, size: int | None, session, retries: int,
+                   backoff: float, timeout: float, on_progress: ProgressCallback | None,
+                   check: Callable[[Path], None] | None, error: ErrorFactory, not_found_hint: str) -> Path:
+    import requests
+
     own_session = session is None
     session = session or requests.Session()
     try:

@@ -364,3 +364,33 @@ def test_the_default_name_uses_the_bundled_copy_without_network(monkeypatch, tmp
     path = W.resolve_weights(name=W.DEFAULT_NAME)
     assert path == W.bundled_path() and f"weights: {W.DEFAULT_NAME}, bundled ({path})" in caplog.text
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_truncated_cache_entry_is_replaced_only_by_a_verified_download(runner, env, server, entry, tiny_weights, tmp_path):
+    env.mkdir(parents=True)
+    cached = env / entry.filename
+    cached.write_bytes(tiny_weights.read_bytes()[:100])  # truncated by a crash or a full disk
+    server.files[entry.filename] = b"x" * entry.size  # the server now serves something wrong
+    from conftest import natural_like
+    from lmfn_cli.images import write_image
+
+    write_image(tmp_path / "x.png", natural_like(16, 16, seed=0))
+    result = runner.invoke(main, ["deblur", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "-m", entry.name])
+    assert result.exit_code == 3 and str(cached) in result.stderr  # the bad entry is named
+    assert cached.read_bytes() == tiny_weights.read_bytes()[:100]  # not replaced by a bad download
+    assert not (tmp_path / "o" / "x.png").exists()
+    server.files[entry.filename] = tiny_weights.read_bytes()
+    Path(f"{cached}.part").unlink(missing_ok=True)
+    result = runner.invoke(main, ["download-weights", entry.name])
+    assert result.exit_code == 0 and "downloading it again" in result.stderr and str(cached) in result.stderr
+    assert cached.read_bytes() == tiny_weights.read_bytes()
+
+
+def test_an_unwritable_cache_is_a_clear_error_naming_it(runner, env, server, entry, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("LMFN_CACHE_DIR", str(blocker / "cache"))
+    result = runner.invoke(main, ["download-weights", entry.name])
+    assert result.exit_code == 3, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("lmfn: error:")]
+    assert len(lines) == 1 and str(blocker) in lines[0] and "Traceback" not in result.output
