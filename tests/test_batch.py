@@ -250,3 +250,45 @@ def test_two_processes_on_one_folder_both_finish(tmp_path):
     written = sorted(p.name for p in out.iterdir())
     assert written == [f"p{i}.png" for i in range(8)]  # no temporaries left, nothing extra
     assert all(read_image(out / n).shape == (64, 64, 3) for n in written)
+
+
+def test_a_full_disk_fails_that_image_cleanly_and_the_batch_goes_on(tmp_path, tiny_model, monkeypatch):
+    import errno
+    import pathlib
+
+    jobs = _jobs(tmp_path, n=3)
+    real_write_bytes = pathlib.Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name.startswith(f".{jobs[1].dst.name}.") and self.name.endswith(".part"):
+            real_write_bytes(self, data[: len(data) // 2])  # half of it fits, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+    outcomes = list(deblur_files(tiny_model, jobs, Settings(tile=0)))
+    assert [type(o).__name__ for _, o in outcomes] == ["Record", "ImageError", "Record"]
+    assert str(outcomes[1][1]) == f"{jobs[1].dst}: cannot write (No space left on device)"
+    assert sorted(p.name for p in jobs[0].dst.parent.iterdir()) == ["p0.png", "p2.png"]  # no partial, no temporary
+
+
+def test_inputs_or_out_deleted_mid_batch(tmp_path, tiny_model, monkeypatch):
+    import shutil
+
+    jobs = _jobs(tmp_path, n=4)
+    real_write = batch._write
+
+    def write_then_delete(job, result, settings):
+        real_write(job, result, settings)
+        if job is jobs[0]:  # done before p3 is read (the reader is one image ahead of the network)
+            jobs[3].src.unlink()  # an input deleted before its turn
+            shutil.rmtree(jobs[0].dst.parent)  # OUT deleted by hand while the batch runs
+
+    monkeypatch.setattr(batch, "_write", write_then_delete)
+    outcomes = list(deblur_files(tiny_model, jobs, Settings(tile=0)))
+    kinds = [(job.src.name, type(o).__name__) for job, o in outcomes]
+    assert kinds == [("p0.png", "Record"), ("p1.png", "Record"), ("p2.png", "Record"), ("p3.png", "ImageError")]
+    assert "p3.png" in str(outcomes[3][1])
+    # OUT is made again for the images after its deletion; the inputs left are untouched
+    assert sorted(p.name for p in jobs[0].dst.parent.iterdir()) == ["p1.png", "p2.png"]
+    assert all(read_image(j.src).shape == (40, 56, 3) for j in jobs[:3])
