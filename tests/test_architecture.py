@@ -119,3 +119,16 @@ def test_the_checker_sees_a_violation():
     assert imports_of(source, "evaluation") == {"errors", "click", "cli", "train", "lmfn_cli:__version__"}
     assert imports_of("from .color import x\nfrom ..images import y\n", "synth.pairs") == {"synth.color", "images"}
     assert imports_of("from .pairs import x\n", "synth", is_package=True) == {"synth.pairs"}
+
+
+def test_every_package_is_in_the_wheel():
+    # setuptools installs only the packages pyproject.toml lists: a new sub-package left out
+    # works in an editable install and is missing from the wheel
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")
+             if "bundled" not in p.parts}
+    assert found == listed
