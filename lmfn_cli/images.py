@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import logging
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -49,7 +50,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, OutputExistsError
+from .errors import ImageError, OutputExistsError, one_line
 from .files import atomic_path
 
 __all__ = [
@@ -68,6 +69,28 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# The file this thread is decoding (read_picture sets it), for _DecoderLogs.
+_decoding = threading.local()
+
+
+class _DecoderLogs(logging.Filter):
+    """While a thread decodes a file, hold back what tifffile and imagecodecs (libpng) log about
+    it: their lines name no file ("<tifffile.TiffPage 0 @8> incorrect StripByteCounts count",
+    "PNG warning: eXIf: CRC error"), and a damaged file already gets its own one error line. They
+    go to this module's logger at DEBUG instead, naming the file (``lmfn -vv`` shows them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        name = getattr(_decoding, "name", None)
+        if name is None:
+            return True
+        log.debug("%s: %s says: %s", one_line(name), record.name, one_line(record.getMessage()))
+        return False
+
+
+_DECODER_LOGS = _DecoderLogs()
+for _name in ("tifffile", "imagecodecs"):
+    logging.getLogger(_name).addFilter(_DECODER_LOGS)
 
 FORMATS: tuple[str, ...] = ("png", "jpg", "webp", "tiff", "bmp")
 EXTENSION = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
@@ -165,8 +188,9 @@ def read_picture(
         data = _read_file(Path(source), name)
     if not data:
         raise ImageError(name, "is empty (0 bytes)")
+    _decoding.name = name
     try:
-        return _decode(data, name, max_pixels)
+        return _checked(_decode(data, name, max_pixels), name)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -175,6 +199,19 @@ def read_picture(
         raise ImageError(name, "not enough memory to decode it") from None
     except Exception as exc:  # the three libraries raise many types for truncated or corrupt data
         raise ImageError(name, f"cannot decode ({_one_line(exc)})") from None
+    finally:
+        _decoding.name = None
+
+
+def _checked(picture: Picture, name: str | Path) -> Picture:
+    """Refuse what a decoder returned without being an image: no pixels (a damaged header can
+    decode to an empty array), or a shape that is not (H,W) or (H,W,C) with C in 1..4."""
+    px = picture.pixels
+    if px.ndim not in (2, 3) or px.ndim == 3 and not 1 <= px.shape[2] <= 4:
+        raise ImageError(name, f"damaged: decodes to an array of shape {px.shape}, not an image")
+    if px.shape[0] == 0 or px.shape[1] == 0:
+        raise ImageError(name, f"damaged: decodes to {px.shape[1]}x{px.shape[0]} pixels")
+    return picture
 
 
 def read_image(path: str | Path) -> np.ndarray:

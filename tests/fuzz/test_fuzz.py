@@ -1,0 +1,117 @@
+"""A few hundred seeded fuzz cases on every CI run (benchmarks/fuzz.py runs the 10,000): every
+hostile file is read into a picture or refused with one ImageError, never anything else, also
+through the real ``lmfn deblur`` process; structured PNGs from hypothesis."""
+
+from __future__ import annotations
+
+import importlib.util
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lmfn_cli.errors import ImageError
+from lmfn_cli.images import read_picture
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("fuzz", ROOT / "benchmarks" / "fuzz.py")
+fuzz = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fuzz)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return fuzz.campaign(fuzz.cases(300, seed=20261202), timeout=60)
+
+
+def test_every_seed_is_valid_and_read():
+    for name, (fmt, data) in fuzz.seeds().items():
+        if fmt == "gif":  # a format we refuse on purpose
+            with pytest.raises(ImageError, match="not an image"):
+                read_picture(data)
+        else:
+            assert read_picture(data).pixels.shape[:2] in ((40, 48), (48, 40)), name  # EXIF may rotate
+
+
+def test_seeded_cases_never_crash(result):
+    assert result["cases"] == 300 + len(fuzz.structured())
+    assert result["crashes"] == [], [{k: v for k, v in c.items() if k != "bytes"} for c in result["crashes"]]
+    refused = sum(c.get("refused", 0) for c in result["by_format"].values())
+    accepted = sum(c.get("ok", 0) for c in result["by_format"].values())
+    assert refused > 100 and accepted > 10  # the mutations do reach both outcomes
+
+
+def test_claimed_dimensions_are_refused_before_decoding():
+    # 100 bytes that claim 60000 x 60000 pixels: refused from the header, no 10 GiB buffer
+    fmt, tiny = fuzz.structured()["100-byte-file-claims-60000x60000"]
+    assert len(tiny) < 120
+    runner = fuzz.Runner(timeout=60)
+    try:
+        outcome, detail, _, rss_kb = runner.run(tiny)
+        base = runner.base_rss_kb
+    finally:
+        runner.close()
+    assert outcome == "refused" and "3600000000 pixels is more than the limit" in detail
+    assert rss_kb - base < 64 * 1024  # KiB: nothing near the 10.8 GB the header claims
+    for name in ("idat-zlib-bomb-claims-60000x60000", "png16-claims-60000x60000"):
+        with pytest.raises(ImageError, match="more than the limit"):
+            read_picture(fuzz.structured()[name][1])
+
+
+def test_the_real_command_on_fuzzed_files(result, tmp_path):
+    picks = list(range(0, result["cases"], 10))
+    all_cases = fuzz.cases(300, seed=20261202)
+    sample = [all_cases[i] for i in picks]
+    accepted = [result["outcomes"][i] == "ok" for i in picks]
+    cli = fuzz.cli_check(sample, accepted, tmp_path)
+    assert not cli["traceback"] and cli["every_error_names_its_file"], cli
+    assert cli["exit_code"] == (1 if cli["error_lines"] else 0)
+    assert cli["outputs_match_accepted"] and cli["temporary_files_left"] == []
+    assert cli["other_stderr_lines"] == [l for l in cli["other_stderr_lines"] if l.startswith("lmfn: ")], cli
+
+
+def _chunk(kind: bytes, body: bytes, good_crc: bool, length: int | None) -> bytes:
+    crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+    return struct.pack(">I", len(body) if length is None else length) + kind + body + struct.pack(
+        ">I", crc if good_crc else crc ^ 0x5A5A5A5A)
+
+
+chunks = st.lists(st.tuples(
+    st.sampled_from([b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"iCCP", b"eXIf", b"pHYs", b"acTL", b"fcTL", b"fdAT",
+                     b"zTXt", b"iTXt", b"IEND", b"\x00\x00\x00\x00"]),
+    st.binary(max_size=80), st.booleans(), st.one_of(st.none(), st.integers(0, 2**32 - 1))), max_size=8)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(width=st.integers(0, 2**32 - 1), height=st.integers(0, 2**32 - 1), depth=st.sampled_from([1, 2, 4, 8, 16, 3]),
+       colour=st.sampled_from([0, 2, 3, 4, 6, 1]), extra=chunks,
+       pixels=st.binary(max_size=600))
+def test_structured_pngs_are_read_or_refused(width, height, depth, colour, extra, pixels):
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    data = (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr, True, None)
+            + b"".join(_chunk(k, b, good, n) for k, b, good, n in extra)
+            + _chunk(b"IDAT", zlib.compress(pixels), True, None) + _chunk(b"IEND", b"", True, None))
+    try:
+        pic = read_picture(data, max_pixels=1 << 20)
+    except ImageError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert pic.pixels.ndim in (2, 3) and pic.pixels.size <= 4 << 20
+
+
+def test_regression_a_tiff_whose_dimensions_lie_decodes_to_no_pixels():
+    # found by this campaign (seed 20261202, case 40): tiff16-rgb-lzw with its ImageWidth/Length
+    # rewritten; tifffile returned an array of shape (0,), which read_picture passed on as a
+    # picture and deblurring then failed on. Made here from the seed, as the campaign made it.
+    fmt, data = fuzz.seeds()["tiff16-rgb-lzw"]
+    found = [d for _, f, _, d in fuzz.cases(300, seed=20261202)[40:41]]
+    with pytest.raises(ImageError, match="damaged"):
+        read_picture(found[0])
+    b = bytearray(data)
+    for at, f in fuzz.dimension_fields(fmt, data):
+        struct.pack_into(f, b, at, 0)  # 0 x 0
+    with pytest.raises(ImageError):
+        read_picture(bytes(b))
