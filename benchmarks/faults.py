@@ -162,6 +162,7 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=None, help="kills: 24; soak: 5000")
     ap.add_argument("--size", type=int, default=48, help="soak: image side in pixels")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, help="soak: torch CPU threads (1 beside another busy process)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.what == "kills":
@@ -170,6 +171,10 @@ def main() -> int:
                 print(f"{k}: {v}")
             return 0 if not s["problems"] and s["temporaries_after_next_run"] == 0 and s["final_exit_code"] == 0 \
                 and s["outputs_after_next_run"] == s["images"] else 1
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         t = time.perf_counter()
         samples = soak(args.images or 5000, args.size, Path(tmp))
         print("| images done | RSS MiB |\n|---|---|")
