@@ -454,7 +454,7 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=1000, help="mutated cases (the structured ones are added)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds per case before it counts as a hang")
-    ap.add_argument("--cli", type=int, default=0, help="also run this many cases through lmfn deblur")
+    ap.add_argument("--cli", type=int, default=0, help="also run this many cases through lmfn deblur (-1: all)")
     ap.add_argument("--save-crashes", type=Path, help="write each crashing case's bytes here")
     ap.add_argument("--json", type=Path, help="write the figures as JSON")
     args = ap.parse_args()
@@ -485,7 +485,8 @@ def main() -> int:
             (args.save_crashes / f"case{c['case']:05d}-{c['seed']}.bin").write_bytes(c["bytes"])
     if args.cli:
         rng = random.Random(args.seed + 1)
-        picks = sorted(rng.sample(range(len(all_cases)), min(args.cli, len(all_cases))))
+        n = len(all_cases) if args.cli < 0 else min(args.cli, len(all_cases))
+        picks = sorted(rng.sample(range(len(all_cases)), n))
         sample = [all_cases[i] for i in picks]
         accepted = [res["outcomes"][i] == "ok" for i in picks]
         with tempfile.TemporaryDirectory() as tmp:

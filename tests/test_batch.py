@@ -292,3 +292,19 @@ def test_inputs_or_out_deleted_mid_batch(tmp_path, tiny_model, monkeypatch):
     # OUT is made again for the images after its deletion; the inputs left are untouched
     assert sorted(p.name for p in jobs[0].dst.parent.iterdir()) == ["p1.png", "p2.png"]
     assert all(read_image(j.src).shape == (40, 56, 3) for j in jobs[:3])
+
+
+def test_a_read_only_out_is_one_error_per_image_and_nothing_written(tmp_path, tiny_model, monkeypatch):
+    import errno
+    import tempfile
+
+    jobs = _jobs(tmp_path, n=2)
+
+    def read_only(*args, **kwargs):  # as root, chmod cannot make a folder read-only: inject it
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    outcomes = list(deblur_files(tiny_model, jobs, Settings(tile=0)))
+    assert [str(o) for _, o in outcomes] == [f"{j.dst}: cannot write (Read-only file system)" for j in jobs]
+    assert list(jobs[0].dst.parent.iterdir()) == []
+    assert all(j.src.exists() for j in jobs)
