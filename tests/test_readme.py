@@ -67,3 +67,11 @@ def test_readme_scored_batch_example_runs(readme, tmp_path, monkeypatch, tiny_mo
     assert len(printed) == 3 and printed[0].startswith("out/p0.png ok ")
     assert printed[-1].startswith("2 0 ")
     assert (tmp_path / "scores.csv").exists() and (tmp_path / "out" / "p1.png").exists()
+
+
+def test_every_test_the_readme_names_exists(readme):
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", readme))
+    defined = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert named and named <= defined, sorted(named - defined)
