@@ -307,7 +307,10 @@ def test_interrupted_batch_leaves_only_complete_images(tmp_path, tiny_weights, s
         write_image(src / f"{i:02d}.png", natural_like(192, 256, seed=i))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "lmfn_cli", "deblur", str(src), "-o", str(out), "-w", str(tiny_weights),
-                             "--device", "cpu", "--tile", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--device", "cpu", "--tile", "64"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a child inherits an ignored SIGINT (SIG_IGN) and Python then keeps ignoring it: give
+                            # the child the default disposition, as a shell does, whatever the test runner left
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = proc.stdout.readline()  # wait until one image is done, so the run is mid-batch
     assert first.strip().endswith("00.png")
     time.sleep(0.05)
