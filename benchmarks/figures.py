@@ -28,6 +28,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from lmfn_cli import deblur, load_model, read_picture
+from lmfn_cli.evaluation import to_tensor
 from lmfn_cli.metrics import psnr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,11 +48,6 @@ def label(img: np.ndarray, text: str, size: int = 14) -> np.ndarray:
     draw.rectangle((0, 0, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
     draw.text((4, 1), text, fill=(255, 255, 255), font=font)
     return np.asarray(pil)
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """HxWx3 uint8 -> 1x3xHxW float in [0, 1]."""
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def rgb8(path: Path) -> np.ndarray:
