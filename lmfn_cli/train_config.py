@@ -38,6 +38,10 @@ class TrainConfig:
     """Folders of pairs: ``blur/`` + ``sharp/``, or GoPro-style ``*/blur`` + ``*/sharp``."""
     sharp: tuple[str, ...] = ()
     """Folders of sharp photos, blurred on the fly by ``lmfn_cli.synth``."""
+    paired_fraction: float | None = None
+    """Share of training crops drawn from ``paired`` when both ``paired`` and ``sharp`` are
+    given, in [0, 1]. None: by image count (one sequence of 400 pairs beside 500 photos would
+    then be 44% of every batch)."""
     kernels: str | None = None
     """Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly synthesis."""
     noise_prob: float = 0.8
@@ -87,6 +91,8 @@ class TrainConfig:
             raise TrainError(f"loss must be mse, l1, charbonnier or psnr, got {self.loss!r}")
         if not (0 <= self.noise_prob <= 1 and 0 <= self.jpeg_prob <= 1):
             raise TrainError("noise_prob and jpeg_prob must be in [0, 1]")
+        if self.paired_fraction is not None and not 0 <= self.paired_fraction <= 1:
+            raise TrainError(f"paired_fraction must be in [0, 1], got {self.paired_fraction!r}")
         if self.kernel_split not in ("train", "all"):
             raise TrainError(f"kernel_split must be train or all, got {self.kernel_split!r}")
         if self.schedule not in ("step", "cosine", "constant"):

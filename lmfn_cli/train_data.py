@@ -97,7 +97,8 @@ class BatchSource(Dataset):
     """Map-style dataset whose item ``s`` is the whole training batch of step ``s``.
 
     Returns (blurry, sharp) float32 tensors (B,3,P,P) in [0,1]. Pairs come from paired folders
-    (random crop) and/or sharp photos blurred on the fly, mixed by how many images each has.
+    (random crop) and/or sharp photos blurred on the fly, mixed by ``cfg.paired_fraction`` or,
+    when it is None, by how many images each has.
     """
 
     def __init__(self, cfg: TrainConfig, paired: PairedImages | None, synth_fn: Callable | None, sharp_images: list[np.ndarray]):
@@ -106,9 +107,12 @@ class BatchSource(Dataset):
         self.synth_fn = synth_fn
         self.sharp_images = sharp_images
         n_paired = len(paired) if paired else 0
-        self.p_paired = n_paired / max(1, n_paired + len(sharp_images))
         if n_paired + len(sharp_images) == 0:
             raise TrainError("no training data: give paired folders and/or sharp photo folders")
+        if not n_paired or not sharp_images or cfg.paired_fraction is None:
+            self.p_paired = n_paired / (n_paired + len(sharp_images))
+        else:
+            self.p_paired = cfg.paired_fraction
 
     def __len__(self) -> int:
         return self.cfg.steps

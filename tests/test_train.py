@@ -102,6 +102,23 @@ def test_batches_are_a_function_of_seed_and_step(pairs_dir):
     assert not torch.equal(other[5][0], b1)
 
 
+@pytest.mark.parametrize("fraction, expected", [(None, 4 / 7), (0.0, 0.0), (0.25, 0.25), (1.0, 1.0)])
+def test_paired_fraction_sets_the_mixture(pairs_dir, fraction, expected):
+    cfg = tiny_cfg(pairs_dir, paired_fraction=fraction)
+    sharp = [natural_like(80, 80, seed=9 + i) for i in range(3)]
+    source = BatchSource(cfg, PairedImages(cfg.paired), lambda img, rng: (img, img, None), sharp)
+    assert source.p_paired == pytest.approx(expected)
+    # Paired blur is a vertical box blur; the stand-in synth returns blur == sharp.
+    rng = np.random.default_rng(0)
+    drawn = [not np.array_equal(*source.sample(rng)) for _ in range(400)]
+    assert np.mean(drawn) == pytest.approx(expected, abs=0.08)
+
+
+def test_paired_fraction_out_of_range_is_refused(pairs_dir):
+    with pytest.raises(TrainError, match="paired_fraction"):
+        tiny_cfg(pairs_dir, paired_fraction=1.5)
+
+
 def test_export_records_config_summary_and_hash(tmp_path, pairs_dir):
     run = tmp_path / "run"
     train(tiny_cfg(pairs_dir), run)

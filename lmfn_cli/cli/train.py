@@ -22,6 +22,8 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--global-residual/--no-global-residual", default=None, help="Add the input to the output (overrides the variant).")
 @click.option("--paired", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder: blur/ + sharp/ or GoPro's */blur + */sharp. Repeatable.")
 @click.option("--sharp", multiple=True, type=click.Path(file_okay=False, exists=True), help="Folder of sharp photos to blur on the fly. Repeatable.")
+@click.option("--paired-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Share of crops from --paired when --sharp is also given [default: by image count].")
 @click.option("--kernels", type=click.Path(file_okay=False, exists=True), help="Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly blur.")
 @click.option("--noise-prob", default=0.8, show_default=True, help="On-the-fly blur: share of pairs given sensor noise.")
 @click.option("--jpeg-prob", default=0.5, show_default=True, help="On-the-fly blur: share of pairs JPEG-compressed.")
