@@ -1,4 +1,5 @@
 """From command-line inputs to jobs, and deblurring one job: read, restore, write atomically.
+Videos (``video.VIDEO_EXTENSIONS``) are jobs too, run by ``video.deblur_video``.
 
 Inputs are files, folders (their images; ``recursive`` walks sub-folders and keeps the
 structure under the output folder) and glob patterns (expanded here, so quoted patterns work
@@ -16,13 +17,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
+from .errors import ConfigError, ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import remove_stale_temporaries
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
 from .model import LMFN
 from .tiling import DEFAULT_OVERLAP
+from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ class Settings:
     skip_existing: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     protocol: Protocol = Protocol()  # how results are scored when a job has ground truth
+    video: VideoSettings = VideoSettings()  # how videos are encoded (crf, codec)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,8 @@ class Record:
     truth: str | None = None
     psnr: float | None = None  # None also for an identical pair (infinite PSNR) in JSON
     ssim: float | None = None
+    frames: int | None = None  # videos: frames written, and frames per second achieved
+    fps: float | None = None
 
 
 def _has_glob(text: str) -> bool:
@@ -83,7 +88,7 @@ def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path
             continue
         if exclude is not None and p.resolve().is_relative_to(exclude):
             continue  # do not feed earlier results (OUT inside an input folder) back in
-        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+        if (p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in VIDEO_EXTENSIONS) and p.is_file():
             found.append(p)
     return sorted(found)
 
@@ -120,8 +125,17 @@ def expand_inputs(inputs: list[str], *, recursive: bool = False, exclude: Path |
 
 
 def output_name(rel: Path, fmt: str, suffix: str) -> Path:
-    """``photo.JPG`` + fmt ``png`` + suffix ``-sharp`` -> ``photo-sharp.png`` (same folder part)."""
-    ext = rel.suffix if fmt == "same" else EXTENSION[fmt]
+    """``photo.JPG`` + fmt ``png`` + suffix ``-sharp`` -> ``photo-sharp.png`` (same folder part).
+
+    An image format (png, jpg, ...) applies to images and a video format (mp4, mkv, ...) to
+    videos; the other kind keeps its own extension."""
+    video = is_video(rel)
+    if video and fmt in VIDEO_FORMATS:
+        ext = VIDEO_FORMATS[fmt]
+    elif not video and fmt in EXTENSION:
+        ext = EXTENSION[fmt]
+    else:
+        ext = rel.suffix
     return rel.with_name(f"{rel.stem}{suffix}{ext}")
 
 
@@ -159,13 +173,21 @@ def deblur_picture(model: LMFN, picture: Picture, settings: Settings,
     return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record
 
 
-def _load(job: Job, settings: Settings) -> Picture | Record:
+class _Video:
+    """A video job, loaded: videos are decoded by ``video.deblur_video`` while they run."""
+
+
+def _load(job: Job, settings: Settings) -> Picture | Record | _Video:
     """The decoded input, or the record of a job that needs no work (``--skip-existing``)."""
     if job.dst.exists():
         if settings.skip_existing:
             return Record(str(job.src), str(job.dst), "skipped")
         if not settings.overwrite:  # checked before the slow part too, not only at write time
             raise OutputExistsError(job.dst, "output exists already (use --overwrite to replace it, or --skip-existing)")
+    if is_video(job.src):
+        if job.truth is not None:
+            raise ImageError(job.src, "videos cannot be scored against ground truth (--gt takes images)")
+        return _Video()
     picture = read_picture(job.src, max_pixels=settings.max_pixels)
     log.debug("%s: %s %s", job.src, picture.pixels.shape, picture.pixels.dtype)
     return picture
@@ -188,11 +210,29 @@ def _write(job: Job, result: Picture, settings: Settings) -> None:
                   strip_metadata=settings.strip_metadata, overwrite=settings.overwrite)
 
 
-def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[int, int], None] | None = None) -> Record:
-    """Read, deblur and atomically write one image. Raises ``ImageError`` naming the file."""
+def _run_video(model: LMFN, job: Job, settings: Settings, on_frame: Callable[[int, int | None], None] | None) -> Record:
+    try:
+        done = deblur_video(model, job.src, job.dst, settings.video, tile=settings.tile, overlap=settings.overlap,
+                            precision=settings.precision, overwrite=settings.overwrite, on_frame=on_frame)
+    except OutputExistsError as exc:
+        outcome = _skipped_if_asked(job, exc, settings)
+        if isinstance(outcome, OutputExistsError):
+            raise
+        return outcome
+    except ConfigError as exc:  # no PyAV: this video's error, named, and the batch goes on
+        raise ImageError(job.src, str(exc)) from None
+    return Record(str(job.src), str(job.dst), "ok", done.size, done.seconds, done.tile, done.device, done.precision,
+                  frames=done.frames, fps=done.fps)
+
+
+def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[int, int], None] | None = None,
+                on_frame: Callable[[int, int | None], None] | None = None) -> Record:
+    """Read, deblur and atomically write one image or video. Raises ``ImageError`` naming the file."""
     loaded = _load(job, settings)
     if isinstance(loaded, Record):
         return loaded
+    if isinstance(loaded, _Video):
+        return _run_video(model, job, settings, on_frame)
     result, record = _compute(model, job, loaded, settings, on_tile)
     try:
         _write(job, result, settings)
@@ -205,14 +245,16 @@ def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[in
 
 
 def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
-                 on_tile: Callable[[int, int], None] | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
+                 on_tile: Callable[[int, int], None] | None = None,
+                 on_frame: Callable[[int, int | None], None] | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
     """Deblur ``jobs`` in order like `deblur_file`, yielding ``(job, record)`` or, for a job
     that failed, ``(job, error)`` as each finishes.
 
     The next image is decoded and the previous result encoded and written in two background
     threads while the network runs, so a batch costs little more than its compute. Results
     are still written atomically and in order; on an exception in the caller's thread (Ctrl-C)
-    the write in progress is completed, and nothing further is read or written.
+    the write in progress is completed, and nothing further is read or written. A video runs
+    in its turn, after the previous image is written, with ``on_frame(done, total)``.
     """
     if not jobs:
         return
@@ -228,6 +270,11 @@ def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                     loaded = loading.result()
                     if isinstance(loaded, Record):
                         outcome = loaded
+                    elif isinstance(loaded, _Video):
+                        if pending is not None:  # the previous image is written before the video starts
+                            yield _finish(*pending, settings)
+                            pending = None
+                        outcome = _run_video(model, job, settings, on_frame)
                     else:
                         result, record = _compute(model, job, loaded, settings, on_tile)
                         del loaded
@@ -323,6 +370,9 @@ class BatchEvents:
     def tile(self, done: int, total: int) -> None:
         """Within the current image: ``done`` of ``total`` tiles."""
 
+    def frame(self, done: int, total: int | None) -> None:
+        """Within the current video: ``done`` frames of ``total`` (None: the file does not say)."""
+
     def image_done(self, record: Record, error: LMFNError | None) -> None:
         """An image finished: ok, skipped, or failed with ``error`` (``record.error`` is its problem)."""
 
@@ -406,7 +456,7 @@ class Batch:
             self.model_info = {**info, **self.model_info}
         if jobs:
             events.image_started(0, jobs[0])
-        for i, (job, outcome) in enumerate(deblur_files(model, jobs, opts.settings, events.tile)):
+        for i, (job, outcome) in enumerate(deblur_files(model, jobs, opts.settings, events.tile, events.frame)):
             if isinstance(outcome, LMFNError):
                 record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
                 events.image_done(record, outcome)

@@ -33,6 +33,26 @@ def _umask() -> int:
     return mask
 
 
+def new_temporary(dest: str | Path) -> Path:
+    """A new empty temporary file in ``dest``'s folder (made if missing), named for ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=temporary_prefix(dest), suffix=".part", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def publish(tmp: Path, dest: Path, *, overwrite: bool = True) -> None:
+    """Give ``tmp`` the permissions of a new file and rename it to ``dest``. Without
+    ``overwrite`` an existing ``dest`` raises ``OutputExistsError`` (``tmp`` is left for the
+    caller to remove)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    if overwrite:
+        os.replace(tmp, dest)
+    else:
+        _move_new(tmp, dest)
+
+
 @contextmanager
 def atomic_path(dest: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in ``dest``'s folder; on success it becomes ``dest`` with the
@@ -43,17 +63,10 @@ def atomic_path(dest: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     it appeared while the temporary file was being written.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=temporary_prefix(dest), suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = new_temporary(dest)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        if overwrite:
-            os.replace(tmp, dest)
-        else:
-            _move_new(tmp, dest)
+        publish(tmp, dest, overwrite=overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

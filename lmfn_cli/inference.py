@@ -26,7 +26,7 @@ from .tiling import (ALIGN, CPU_MAX_TILE, CPU_MAX_WHOLE, DEFAULT_OVERLAP, FORWAR
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PRECISIONS", "Restored", "available_memory", "deblur", "resolve_device", "resolve_precision", "restore",
+__all__ = ["PRECISIONS", "Restored", "available_memory", "deblur", "resolve_device", "resolve_precision", "restore", "restore_batch",
            "use_channels_last"]
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -264,6 +264,36 @@ def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap:
     if channels in (2, 4):
         out = np.concatenate([out, image[..., -1:]], axis=2)
     return Restored(out.reshape(shape), used_tile, str(used_device), used_precision)
+
+
+def restore_batch(model: LMFN, images: list[np.ndarray], *, precision: str = "auto") -> tuple[list[np.ndarray], tuple]:
+    """Deblur same-sized (H,W,3) uint8 or uint16 images (video frames) in one network call.
+
+    Returns the results (same shape and dtype, rounded) and ``(tile, device, precision)`` as
+    ``restore`` reports them. The whole batch runs at once (tile 0); where it does not fit
+    (out of memory), each image goes through ``restore`` with its tiling and fall-backs.
+    """
+    first = images[0]
+    if any(i.shape != first.shape or i.dtype != first.dtype for i in images) or first.ndim != 3 or first.shape[2] != 3:
+        raise ValueError("restore_batch takes same-sized (H,W,3) images of one dtype")
+    if first.dtype not in LEVEL_SCALE:
+        raise ValueError(f"restore_batch takes uint8 or uint16 images, not {first.dtype}")
+    device = next(model.parameters()).device
+    precision = resolve_precision(precision, device)
+    scale = LEVEL_SCALE[first.dtype]
+    try:
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / scale)
+        y = _forward(model, device, precision)(x)
+    except Exception as exc:
+        if not _is_oom(exc):
+            raise
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        log.info("a batch of %d frames did not fit on %s; running them one by one", len(images), device)
+        done = [restore(model, image, precision=precision) for image in images]
+        return [d.pixels for d in done], (done[-1].tile, done[-1].device, done[-1].precision)
+    out = (y * scale).round().permute(0, 2, 3, 1).numpy().astype(first.dtype)
+    return list(out), (0, str(device), precision)
 
 
 def deblur(model: LMFN, image: np.ndarray, **options) -> np.ndarray:

@@ -8,10 +8,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import ConfigError, LMFNError, one_line
 from ..images import DEFAULT_MAX_PIXELS, FORMATS
+from ..video import VIDEO_FORMATS, is_video
 from . import main
 from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, model_run_options, protocol_options,
                       report_option, stderr)
@@ -22,10 +23,15 @@ from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, mod
 @click.option("-o", "--output", "out", required=True, metavar="DIR|-",
               help="Folder for the results (made if missing), or - to write the one image to stdout (needs -f).")
 @click.option("-r", "--recursive", is_flag=True, help="Take images in sub-folders too, keeping the folder structure under OUT.")
-@click.option("-f", "--format", "fmt", type=click.Choice(["same", *FORMATS]), default="same", show_default=True,
-              help="Output format; same keeps each input's format.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["same", *FORMATS, *VIDEO_FORMATS]), default="same",
+              show_default=True, help="Output format; same keeps each input's. An image format applies to images, "
+                                      "a video one (mp4, mkv, mov, webm) to videos.")
 @click.option("--suffix", default="", help="Added to each output's stem: photo.jpg -> photo-sharp.jpg with --suffix -sharp.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality (WebP 100 is lossless).")
+@click.option("--crf", type=click.IntRange(0, 63), default=18, show_default=True,
+              help="Videos: the encoder's constant quality (lower is better; 0 is lossless for x264/x265).")
+@click.option("--codec", default=None, metavar="NAME",
+              help="Videos: encoder (libx264, libx265, libvpx-vp9, ...) [default: libx264; libvpx-vp9 for .webm].")
 @click.option("--strip-metadata", is_flag=True, help="Do not copy EXIF and the ICC profile to the outputs.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already alone (resume a batch).")
@@ -40,7 +46,8 @@ from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, mod
 @report_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
-def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, strip_metadata: bool,
+def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, crf: int,
+           codec: str | None, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
            tile: int | None, overlap: int, threads: int | None, max_pixels: int, gt_dir: Path | None, pair_by: str,
            ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None, as_json: bool,
@@ -53,6 +60,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     grayscale stays grayscale, alpha is passed through, EXIF orientation is applied and
     EXIF and the ICC profile are copied. The path of each image written goes to stdout
     (or JSON with --json); progress and errors go to stderr.
+
+    Videos (.mp4 .mov .mkv .webm .avi .m4v; needs pip install 'lmfn[video]') keep every frame
+    and its timestamp, the audio and subtitles (copied, not re-encoded), rotation, colour tags,
+    size and 10-bit depth; --crf and --codec set the encoding.
 
     With --gt DIR each result is scored against the ground truth of the same name (PSNR on
     8-bit RGB, peak 255; SSIM per --ssim): stdout then gets "OUTPUT<TAB>PSNR<TAB>SSIM" lines
@@ -72,8 +83,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       lmfn deblur 'card/**/*.JPG' -o sharp/ -f png -w my-weights.safetensors
       cat blurry.png | lmfn deblur - -o - -f png > sharp.png
       lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
+      lmfn deblur clip.mp4 -o sharp/ --crf 16
     """
     from ..batch import BatchOptions, Settings
+    from ..video import VideoSettings
     from ..evaluation import Protocol
 
     if overwrite and skip_existing:
@@ -81,8 +94,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     if out == "-" or "-" in inputs:
         if out != "-" or inputs != ("-",) and len(inputs) != 1:
             raise click.UsageError("stdin/stdout take one image: lmfn deblur - -o - -f png (or one file with -o -)")
-        if fmt == "same":
+        if fmt == "same" or fmt in VIDEO_FORMATS:
             raise click.UsageError("writing to stdout needs -f/--format (png, jpg, webp, tiff or bmp)")
+        if is_video(inputs[0]):
+            raise click.UsageError("videos are written to a folder: lmfn deblur clip.mp4 -o OUT/")
         if as_json:
             raise click.UsageError("--json cannot share stdout with the image; leave it out with -o -")
     if threads:
@@ -96,7 +111,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     protocol = Protocol("pairs", ssim_variant or "gaussian", y_channel, crop_border)
     settings = Settings(tile=tile, overlap=overlap, precision=precision, quality=quality, strip_metadata=strip_metadata,
                         overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None,
-                        protocol=protocol)
+                        protocol=protocol, video=VideoSettings(crf=crf, codec=codec))
     # SIGTERM (kill, a cluster's time limit) unwinds like Ctrl-C, so temporary files are removed.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -158,7 +173,8 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
     from ..errors import NothingToDoError
 
     show = not quiet and stderr.is_terminal
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
     with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
 
         class Events(BatchEvents):
@@ -167,6 +183,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
                     click.echo(f"lmfn: error: {problem}", err=True)
                 self.overall = progress.add_task("images", total=len(jobs))
                 self.tiles = progress.add_task("tiles", total=None, visible=False)
+                self.frames = progress.add_task("frames", total=None, visible=False)
 
             def image_started(self, index, job):
                 progress.update(self.overall, description=job.src.name)
@@ -174,8 +191,12 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
             def tile(self, done, total):
                 progress.update(self.tiles, completed=done, total=total, visible=total > 1)
 
+            def frame(self, done, total):
+                progress.update(self.frames, completed=done, total=total, visible=True)
+
             def image_done(self, record, error):
                 progress.update(self.tiles, completed=0, total=None, visible=False)
+                progress.update(self.frames, completed=0, total=None, visible=False)
                 progress.advance(self.overall)
                 if error is not None:
                     click.echo(f"lmfn: error: {error}", err=True)
