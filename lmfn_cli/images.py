@@ -243,6 +243,10 @@ def _decode(data: bytes, name: str | Path, max_pixels: int | None) -> Picture:
 
 
 def _check_size(name: str | Path, width: int, height: int, max_pixels: int | None) -> None:
+    # A malformed TIFF tag can make tifffile report a dimension as a tuple of values, and an int
+    # times a tuple is a tuple that long (found by benchmarks/fuzz_atheris.py: 11 GB from 1,920 bytes).
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (width, height)):
+        raise ImageError(name, "malformed header: its width or height is not one number")
     if max_pixels and width * height > max_pixels:
         raise ImageError(name, f"{width}x{height} = {width * height} pixels is more than the limit of "
                                f"{max_pixels} (raise it with --max-pixels)")

@@ -260,3 +260,31 @@ def test_the_command_on_a_folder_of_images_and_videos(tmp_path, tiny_weights):
 def test_settings_carry_the_video_encoding():
     opts = BatchOptions(settings=Settings(video=VideoSettings(crf=23, codec="libx265")))
     assert opts.settings.video.crf == 23 and opts.settings.video.codec == "libx265"
+
+
+def test_subtitles_are_copied_and_a_container_that_cannot_hold_them_leaves_them_out(tmp_path, model, caplog):
+    srt = tmp_path / "sub.srt"
+    srt.write_text("1\n00:00:00,100 --> 00:00:00,300\nHello\n\n2\n00:00:00,200 --> 00:00:00,380\nWorld\n")
+    src = tmp_path / "sub.mkv"
+    with av.open(str(srt)) as text, av.open(str(src), "w") as out:  # the subtitle track muxed as it is
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        ss = out.add_stream_from_template(text.streams[0])
+        for i, img in enumerate(_frames(10, 48, 64)):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            out.mux(vs.encode(f))
+        out.mux(vs.encode(None))
+        for p in text.demux():
+            if p.size:
+                p.stream = ss
+                out.mux(p)
+
+    def subtitles(path):
+        with av.open(str(path)) as c:
+            return [(bytes(p), p.pts) for p in c.demux(subtitles=0) if p.size] if c.streams.subtitles else []
+
+    deblur_video(model, src, tmp_path / "o.mkv")
+    assert subtitles(tmp_path / "o.mkv") == subtitles(src) == [(b"Hello", 100), (b"World", 200)]
+    deblur_video(model, src, tmp_path / "o.mp4")  # mp4 has no SubRip: a warning, the video is made
+    assert "cannot go into mp4; left out" in caplog.text and len(probe(tmp_path / "o.mp4")["pts"]) == 10

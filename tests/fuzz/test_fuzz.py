@@ -117,6 +117,35 @@ def test_regression_a_tiff_whose_dimensions_lie_decodes_to_no_pixels():
         read_picture(bytes(b))
 
 
+def _tiff_with_a_dimension_of_many_values(values: list[int]) -> bytes:
+    """The tiled 16-bit RGB seed with its ImageLength tag rewritten to hold ``values`` (LONGs
+    appended at the end of the file) instead of one number."""
+    data = bytearray(fuzz.seeds()["tiff16-rgb-tiled"][1])
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * i
+        if struct.unpack_from("<H", data, at)[0] == 257:
+            if len(values) == 1:  # one value: in the entry itself
+                struct.pack_into("<HHII", data, at, 257, 4, 1, values[0])
+                return bytes(data)
+            struct.pack_into("<HHII", data, at, 257, 4, len(values), len(data))
+    return bytes(data) + struct.pack(f"<{len(values)}I", *values)
+
+
+def test_regression_a_tiff_dimension_of_many_values_is_refused_without_a_huge_allocation():
+    # found by benchmarks/fuzz_atheris.py (libFuzzer seed 1, after 80,659 inputs): a 1,920-byte
+    # tiled TIFF whose ImageLength tag held 257 values. tifffile reported the length as a tuple,
+    # and the pixel-limit check multiplied the width (5,374,000) by it: a tuple of 1.4 billion
+    # items, 11 GB of memory and 31 s before a TypeError. Made here from the tiled seed with 4
+    # values (a TypeError then, a refusal now: a dimension that is not one number is refused
+    # before anything is multiplied).
+    data = _tiff_with_a_dimension_of_many_values([40, 1, 2, 3])
+    with pytest.raises(ImageError, match="malformed header: its width or height is not one number"):
+        read_picture(data)
+    assert read_picture(_tiff_with_a_dimension_of_many_values([40])).pixels.shape == (40, 48, 3)  # the valid twin
+
+
 # --- coverage-guided: atheris (libFuzzer) on read_picture ---------------------------------
 
 _aspec = importlib.util.spec_from_file_location("fuzz_atheris", ROOT / "benchmarks" / "fuzz_atheris.py")
