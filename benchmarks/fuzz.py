@@ -436,14 +436,15 @@ def cli_check(sample: list[tuple[str, str, str, bytes]], accepted: list[bool], w
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     lines = proc.stderr.splitlines()
     errors = [line for line in lines if line.startswith("lmfn: error:")]
-    other = [line for line in lines if not line.startswith(("lmfn: error:", "lmfn: warning:", "lmfn: note:"))]
+    other = [line for line in lines if not line.startswith("lmfn: ")]  # ours: errors, warnings, notes, the summary
     written = {p.name.rsplit(".", 1)[0] for p in out.iterdir()} if out.exists() else set()
     expected_ok = {n.rsplit(".", 1)[0] for n, ok in zip(names, accepted) if ok}
     named = all(any(n in e for n in names) for e in errors)
     leftovers = [p.name for p in out.iterdir() if p.name.startswith(".")] if out.exists() else []
     return {
         "files": len(sample), "exit_code": proc.returncode, "seconds": round(time.perf_counter() - start, 1),
-        "error_lines": len(errors), "traceback": "Traceback" in proc.stderr, "other_stderr_lines": other[:5],
+        "error_lines": len(errors), "traceback": "Traceback" in proc.stderr, "other_stderr_line_count": len(other),
+        "other_stderr_lines": sorted(set(other))[:10],
         "every_error_names_its_file": named, "outputs": len(written), "accepted_by_read_picture": len(expected_ok),
         "outputs_match_accepted": written == expected_ok, "temporary_files_left": leftovers,
     }
@@ -496,7 +497,8 @@ def main() -> int:
         slim = {k: v for k, v in res.items() if k != "outcomes"}
         slim["crashes"] = [{k: v for k, v in c.items() if k != "bytes"} for c in res["crashes"]]
         args.json.write_text(json.dumps(slim, indent=2) + "\n")
-    ok = not res["crashes"] and (not args.cli or (not res["cli"]["traceback"] and res["cli"]["outputs_match_accepted"]))
+    ok = not res["crashes"] and (not args.cli or (not res["cli"]["traceback"] and res["cli"]["outputs_match_accepted"]
+                                                  and not res["cli"]["other_stderr_line_count"]))
     return 0 if ok else 1
 
 

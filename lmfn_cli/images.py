@@ -92,6 +92,23 @@ _DECODER_LOGS = _DecoderLogs()
 for _name in ("tifffile", "imagecodecs"):
     logging.getLogger(_name).addFilter(_DECODER_LOGS)
 
+_show_warning = warnings.showwarning
+
+
+def _decoder_warning(message, category, filename, lineno, file=None, line=None):
+    """The same for Python warnings (Pillow's "Corrupt EXIF data", "Truncated File Read"): they
+    name no file and print two raw lines on stderr. A warning raised in a thread while it
+    decodes goes to DEBUG naming the file; every other warning is shown as before. (A hook, as
+    ``logging.captureWarnings`` installs one: ``warnings.catch_warnings`` is not thread-safe,
+    and files are decoded in a background thread.)"""
+    name = getattr(_decoding, "name", None)
+    if name is None:
+        return _show_warning(message, category, filename, lineno, file, line)
+    log.debug("%s: %s: %s", one_line(name), category.__name__, one_line(message))
+
+
+warnings.showwarning = _decoder_warning
+
 FORMATS: tuple[str, ...] = ("png", "jpg", "webp", "tiff", "bmp")
 EXTENSION = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
 _SUFFIX_FORMAT = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".tif": "tiff", ".tiff": "tiff",
