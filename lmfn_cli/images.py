@@ -34,6 +34,8 @@ at once, or not at all.
 
 from __future__ import annotations
 
+import ctypes
+import importlib
 import io
 import logging
 import struct
@@ -108,6 +110,43 @@ def _decoder_warning(message, category, filename, lineno, file=None, line=None):
 
 
 warnings.showwarning = _decoder_warning
+
+
+_TIFF_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
+
+
+@_TIFF_HANDLER
+def _libtiff_message(module: bytes | None, fmt: bytes | None, _args) -> None:
+    """And for libtiff inside Pillow, which prints "LZWDecode: Not enough data at scanline 0"
+    straight to stderr: the message (its printf format, unformatted: the arguments are a C
+    va_list) goes to DEBUG naming the file, or to this module's logger at INFO outside a decode."""
+    text = f"{(module or b'libtiff').decode('latin-1')}: {(fmt or b'').decode('latin-1')}"
+    name = getattr(_decoding, "name", None)
+    if name is None:
+        log.info("libtiff: %s", text)
+    else:
+        log.debug("%s: libtiff says: %s", one_line(name), one_line(text))
+
+
+def _route_libtiff_messages() -> None:
+    """Point the error and warning handlers of the libtiff that Pillow loaded at
+    ``_libtiff_message``. Linux only (the library is found in /proc/self/maps); elsewhere
+    libtiff keeps printing its lines."""
+    try:
+        importlib.import_module("PIL._imaging")  # loads Pillow's libtiff
+
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libtiff" in line.split()[-1]}  # the path field
+        for path in paths:
+            lib = ctypes.CDLL(path)  # the library already loaded: dlopen returns it
+            for setter in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+                getattr(lib, setter).restype = ctypes.c_void_p
+                getattr(lib, setter)(_libtiff_message)
+    except (OSError, AttributeError, ImportError) as exc:
+        log.debug("libtiff messages stay on stderr: %s", exc)
+
+
+_route_libtiff_messages()
 
 FORMATS: tuple[str, ...] = ("png", "jpg", "webp", "tiff", "bmp")
 EXTENSION = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
