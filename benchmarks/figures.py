@@ -10,6 +10,13 @@ result and the sharp original side by side, one scene per row, each column label
 weights' name and the image's PSNR against the sharp original (8-bit RGB, whole image). These
 images are drawn by the project (CC0), so the figure may be committed.
 
+``report`` runs the bundled examples through ``batch.run_batch`` with their ground truth and the
+first ``--weights``, writes the HTML report next to ``-o`` and saves a screenshot of it from
+headless Chromium (Playwright; ``--chromium`` or ``chromium`` on PATH) as ``-o`` (the README's):
+
+    python benchmarks/figures.py report -o benchmarks/figures/report-example.png \
+        --weights weights/lmfn-synthblur-v2.safetensors
+
 ``real`` writes, for every photo under ``../shared/data/real-blurry`` (no ground truth), a PNG of
 the same crop at 100% (no scaling) from the blurry photo and from each model, side by side: for
 looking at ringing, halos, colour shifts and noise, never for scoring. These photos are not ours
@@ -113,9 +120,50 @@ def real_figures(weights: list[Path], out: Path, shared: Path, crop: tuple[int, 
     return n
 
 
+def report_screenshot(weights: Path, out: Path, chromium: str, width: int = 1000, height: int = 1500) -> Path:
+    """The examples' HTML report (written beside ``out``) and its screenshot at ``out``."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    from lmfn_cli.batch import BatchOptions, run_batch
+
+    import os
+
+    html = out.resolve().with_suffix(".html")
+    weights, here = weights.resolve(), Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        # run where the names read as in the README's command: lmfn_cli/examples/blur -> out/
+        os.chdir(tmp)
+        try:
+            (Path(tmp) / "lmfn_cli").mkdir()
+            (Path(tmp) / "lmfn_cli" / "examples").symlink_to(EXAMPLES)
+            options = BatchOptions(gt_dir="lmfn_cli/examples/sharp", html=html, command=(
+                "lmfn deblur lmfn_cli/examples/blur -o out --gt lmfn_cli/examples/sharp --html out/report.html"))
+            batch = run_batch(["lmfn_cli/examples/blur"], "out", options, model=load_model(weights),
+                              model_info={"name": weights_name(weights), "sha256": _sha256(weights)})
+            list(batch)
+        finally:
+            os.chdir(here)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(html.resolve().as_uri())
+        page.screenshot(path=str(out))
+        browser.close()
+    return html
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["examples", "real"])
+    ap.add_argument("what", choices=["examples", "real", "report"])
+    ap.add_argument("--chromium", default="chromium", help="report: the browser to screenshot with")
     ap.add_argument("-o", "--out", type=Path, required=True, help="examples: a PNG file; real: a folder")
     ap.add_argument("--weights", type=Path, action="append", required=True, help="repeatable, in column order")
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
@@ -135,6 +183,12 @@ def main() -> int:
         print("| image | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
         for name, row in zip(names, table):
             print(f"| {name} | " + " | ".join(f"{s:.2f}" for s in row) + " |")
+    elif args.what == "report":
+        import shutil
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        html = report_screenshot(args.weights[0], args.out, shutil.which(args.chromium) or args.chromium)
+        print(f"{html} ({html.stat().st_size / 1024:.0f} KiB) -> {args.out}")
     else:
         w, h = (int(v) for v in args.crop.lower().split("x"))
         n = real_figures(args.weights, args.out, args.shared, (w, h), args.only)

@@ -24,6 +24,7 @@ from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, fo
 from .inference import restore
 from .model import LMFN
 from .tiling import DEFAULT_OVERLAP
+from .report import ReportOptions, RecordLog, now, write_html_report
 from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
 log = logging.getLogger(__name__)
@@ -348,10 +349,14 @@ class BatchOptions:
     gt_dir: Path | None = None
     pair_by: str = "stem"
     report: Path | None = None
+    html: Path | None = None  # write the before/after HTML report here (``report.write_html_report``)
+    html_max_images: int = 50
+    command: str | None = None  # the command line, for the records log and the HTML report's header
+    records_log: Path | None = None  # append the batch's records here (JSON lines; ``report.records_log_path``)
 
     def __post_init__(self) -> None:
         # folders and files may be given as strings, as on the command line
-        for name in ("gt_dir", "report"):
+        for name in ("gt_dir", "report", "html", "records_log"):
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, Path(getattr(self, name)))
 
@@ -388,6 +393,7 @@ class BatchSummary:
     seconds: float
     scores: dict | None = None
     report: Path | None = None
+    html: Path | None = None
 
     @property
     def all_done(self) -> bool:
@@ -454,6 +460,12 @@ class Batch:
         if not isinstance(model, LMFN) and callable(model):
             model, info = model()
             self.model_info = {**info, **self.model_info}
+        self.header = {"model": self.model_info, "version": _version(), "command": opts.command, "started": now(),
+                       "out": str(self.out_dir)}
+        records_log = RecordLog(opts.records_log, self.header) if opts.records_log else None  # for `lmfn report OUT`
+        for record in self.records:
+            if records_log:
+                records_log.add(dataclasses.asdict(record))
         if jobs:
             events.image_started(0, jobs[0])
         for i, (job, outcome) in enumerate(deblur_files(model, jobs, opts.settings, events.tile, events.frame)):
@@ -464,6 +476,8 @@ class Batch:
                 record = outcome
                 events.image_done(record, None)
             self.records.append(record)
+            if records_log:
+                records_log.add(dataclasses.asdict(record))
             yield record
             if i + 1 < len(jobs):
                 events.image_started(i + 1, jobs[i + 1])
@@ -471,7 +485,20 @@ class Batch:
         summary = BatchSummary(**counts, seconds=round(time.perf_counter() - started, 3))
         if opts.gt_dir is not None:
             summary.scores, summary.report = self._score_summary()
+        if opts.html is not None:
+            summary.html = self._html_report()
         self.summary = summary
+
+    def _html_report(self) -> Path | None:
+        opts = self.options
+        try:
+            return write_html_report(opts.html, [dataclasses.asdict(r) for r in self.records], self.header,
+                                     options=ReportOptions(max_images=opts.html_max_images, protocol=opts.settings.protocol))
+        except NothingToDoError as exc:
+            log.warning("no HTML report: %s", exc)
+            return None
+        except OSError as exc:
+            raise ImageError(opts.html, f"cannot write the HTML report: {exc}") from None
 
     def _score_summary(self) -> tuple[dict, Path | None]:
         """The mean scores and, with ``options.report``, the report written."""
@@ -497,6 +524,12 @@ class Batch:
         except (LMFNError, OSError) as exc:
             raise ImageError(opts.report, f"cannot write the report: {exc}") from None
         return mean, opts.report
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,

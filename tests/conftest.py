@@ -24,6 +24,12 @@ def _few_threads():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path_factory, monkeypatch):
+    """lmfn deblur logs batches in the user's state folder: a fresh one per test, never ~."""
+    monkeypatch.setenv("LMFN_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 def tiny_model() -> LMFN:
     torch.manual_seed(0)

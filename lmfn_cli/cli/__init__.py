@@ -26,7 +26,15 @@ from .. import __version__
 from .options import stderr
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Lmfn(click.Group):
+    """The top-level group; it keeps the arguments it was given (``options.command_line``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["lmfn.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Lmfn, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="lmfn")
 @click.option("-v", "--verbose", count=True, help="More diagnostics on stderr (-vv for debug).")
 def main(verbose: int) -> None:
@@ -60,5 +68,6 @@ from .bench import bench  # noqa: E402, F401
 from .export import export  # noqa: E402, F401
 from .info import info  # noqa: E402, F401
 from .weights import download_weights, weights_group  # noqa: E402, F401
+from .report import report  # noqa: E402, F401
 
 __all__ = ["main", "deblur", "train", "synth", "bench", "export", "info", "download_weights", "weights_group"]

@@ -14,8 +14,8 @@ from ..errors import ConfigError, LMFNError, one_line
 from ..images import DEFAULT_MAX_PIXELS, FORMATS
 from ..video import VIDEO_FORMATS, is_video
 from . import main
-from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, model_run_options, protocol_options,
-                      report_option, stderr)
+from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_line, fail, html_max_images_option, model_run_options,
+                      protocol_options, report_option, stderr)
 
 
 @main.command()
@@ -44,14 +44,17 @@ from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, fail, mod
               help="Match results to --gt files by name (case and extension ignored) or by sorted order.")
 @protocol_options
 @report_option
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.html",
+              help="Write a self-contained before/after report of the batch (opens offline in any browser).")
+@html_max_images_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
 def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, crf: int,
            codec: str | None, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
            tile: int | None, overlap: int, threads: int | None, max_pixels: int, gt_dir: Path | None, pair_by: str,
-           ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None, as_json: bool,
-           quiet: bool) -> None:
+           ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None,
+           html_path: Path | None, html_max_images: int, as_json: bool, quiet: bool) -> None:
     """Deblur images: files, folders (-r for sub-folders), glob patterns, or - for stdin.
 
     Each result is written to OUT under its input's name (plus --suffix) through a temporary
@@ -84,8 +87,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       cat blurry.png | lmfn deblur - -o - -f png > sharp.png
       lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
       lmfn deblur clip.mp4 -o sharp/ --crf 16
+      lmfn deblur shaky/ -o sharp/ --html sharp/report.html
     """
     from ..batch import BatchOptions, Settings
+    from ..report import records_log_path
     from ..video import VideoSettings
     from ..evaluation import Protocol
 
@@ -100,6 +105,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
             raise click.UsageError("videos are written to a folder: lmfn deblur clip.mp4 -o OUT/")
         if as_json:
             raise click.UsageError("--json cannot share stdout with the image; leave it out with -o -")
+        if html_path:
+            raise click.UsageError("--html reports a batch written to a folder, not -o -")
     if threads:
         import torch
 
@@ -119,7 +126,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
             _deblur_to_stdout(inputs[0], fmt, settings, weights, model_name, device, quiet)
         else:
             options = BatchOptions(recursive=recursive, fmt=fmt, suffix=suffix, settings=settings, gt_dir=gt_dir,
-                                   pair_by=pair_by, report=report_path)
+                                   pair_by=pair_by, report=report_path, html=html_path, html_max_images=html_max_images,
+                                   command=command_line(), records_log=records_log_path(out))
             _deblur_batch(list(inputs), Path(out), options, weights, model_name, device, as_json, quiet)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
@@ -224,5 +232,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
     if not quiet or summary.failed:
         skipped = f", {summary.skipped} skipped (exist already)" if summary.skipped else ""
         click.echo(f"lmfn: {summary.ok} deblurred{skipped}, {summary.failed} failed in {summary.seconds:.1f} s", err=True)
+    if summary.html and not quiet:
+        click.echo(f"lmfn: report: {one_line(summary.html)}", err=True)
     if summary.failed:
         raise click.exceptions.Exit(EXIT_FAILED)

@@ -189,3 +189,16 @@ def report_option(f):
     return click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                         metavar="FILE.json|FILE.csv", callback=_check_report_suffix,
                         help="Write per-image scores, means, protocol, model (name, SHA-256), device and version.")(f)
+
+
+def html_max_images_option(f):
+    return click.option("--html-max-images", type=click.IntRange(1), default=50, show_default=True,
+                        help="Images shown in full in the HTML report (the rest only in its score table).")(f)
+
+
+def command_line() -> str:
+    """The command being run, as a shell would take it (for records and report headers)."""
+    import shlex
+
+    args = click.get_current_context().meta.get("lmfn.args", [])
+    return shlex.join(["lmfn", *args])
