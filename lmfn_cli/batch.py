@@ -178,8 +178,9 @@ class _Video:
     """A video job, loaded: videos are decoded by ``video.deblur_video`` while they run."""
 
 
-def _load(job: Job, settings: Settings) -> Picture | Record | _Video:
-    """The decoded input, or the record of a job that needs no work (``--skip-existing``)."""
+def _load(job: Job, settings: Settings, data: bytes | None = None) -> Picture | Record | _Video:
+    """The decoded input (from ``data``, the file's bytes, when given), or the record of a job
+    that needs no work (``--skip-existing``)."""
     if job.dst.exists():
         if settings.skip_existing:
             return Record(str(job.src), str(job.dst), "skipped")
@@ -189,7 +190,10 @@ def _load(job: Job, settings: Settings) -> Picture | Record | _Video:
         if job.truth is not None:
             raise ImageError(job.src, "videos cannot be scored against ground truth (--gt takes images)")
         return _Video()
-    picture = read_picture(job.src, max_pixels=settings.max_pixels)
+    if data is not None:
+        picture = read_picture(data, name=job.src, max_pixels=settings.max_pixels)
+    else:
+        picture = read_picture(job.src, max_pixels=settings.max_pixels)
     log.debug("%s: %s %s", job.src, picture.pixels.shape, picture.pixels.dtype)
     return picture
 
@@ -227,9 +231,10 @@ def _run_video(model: LMFN, job: Job, settings: Settings, on_frame: Callable[[in
 
 
 def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[int, int], None] | None = None,
-                on_frame: Callable[[int, int | None], None] | None = None) -> Record:
-    """Read, deblur and atomically write one image or video. Raises ``ImageError`` naming the file."""
-    loaded = _load(job, settings)
+                on_frame: Callable[[int, int | None], None] | None = None, *, data: bytes | None = None) -> Record:
+    """Read, deblur and atomically write one image or video. Raises ``ImageError`` naming the
+    file. ``data``: the image file's bytes, read already (an engine's read tasks)."""
+    loaded = _load(job, settings, data)
     if isinstance(loaded, Record):
         return loaded
     if isinstance(loaded, _Video):
@@ -427,7 +432,8 @@ class Batch:
 
     ``model`` is the network, or a function returning ``(model, info)`` called once the batch
     is planned (so that a batch with nothing to do never loads or downloads weights); ``info``
-    names the weights in the report (name, file, sha256, parameters). Planning raises
+    names the weights in the report (name, file, sha256, parameters). ``engine`` runs the planned
+    jobs: ``deblur_files`` here (the default), or e.g. ``engines.ray.RayEngine`` on a cluster. Planning raises
     NothingToDoError (no image at all, or no ground truth) and ConfigError (ambiguous pairing)
     before any image runs. After the iteration, ``summary`` holds the counts and mean scores,
     and the report has been written (ImageError if it cannot be).
@@ -435,8 +441,9 @@ class Batch:
 
     def __init__(self, inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,
                  model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
-                 model_info: dict | None = None) -> None:
+                 model_info: dict | None = None, engine: Callable | None = None) -> None:
         self.inputs, self.out_dir, self.options = list(inputs), Path(out_dir), options
+        self.engine = engine or deblur_files  # same signature: (model, jobs, settings, on_tile, on_frame)
         self.events = events or BatchEvents()
         self._model, self.model_info = model, model_info or {}
         self.records: list[Record] = []
@@ -468,7 +475,7 @@ class Batch:
                 records_log.add(dataclasses.asdict(record))
         if jobs:
             events.image_started(0, jobs[0])
-        for i, (job, outcome) in enumerate(deblur_files(model, jobs, opts.settings, events.tile, events.frame)):
+        for i, (job, outcome) in enumerate(self.engine(model, jobs, opts.settings, events.tile, events.frame)):
             if isinstance(outcome, LMFNError):
                 record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
                 events.image_done(record, outcome)
@@ -534,7 +541,7 @@ def _version() -> str:
 
 def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,
               model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
-              model_info: dict | None = None) -> Batch:
+              model_info: dict | None = None, engine: Callable | None = None) -> Batch:
     """A ``Batch`` (iterate it to run it; then read ``.summary``). Example, a scored batch::
 
         batch = run_batch(["blur/"], "out/", BatchOptions(gt_dir="sharp/", report="s.csv"), model=load_model())
@@ -542,4 +549,4 @@ def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = Ba
             print(record.output, record.psnr, record.ssim)
         print(batch.summary.scores["psnr"])
     """
-    return Batch(inputs, out_dir, options, model=model, events=events, model_info=model_info)
+    return Batch(inputs, out_dir, options, model=model, events=events, model_info=model_info, engine=engine)

@@ -14,8 +14,8 @@ from ..errors import ConfigError, LMFNError, one_line
 from ..images import DEFAULT_MAX_PIXELS, FORMATS
 from ..video import VIDEO_FORMATS, is_video
 from . import main
-from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_line, fail, html_max_images_option, model_run_options,
-                      protocol_options, report_option, stderr)
+from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
+                      html_max_images_option, model_run_options, protocol_options, report_option, stderr)
 
 
 @main.command()
@@ -47,6 +47,7 @@ from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_l
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.html",
               help="Write a self-contained before/after report of the batch (opens offline in any browser).")
 @html_max_images_option
+@engine_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image on stdout instead of paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, device note or summary (errors still show).")
 def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, crf: int,
@@ -54,7 +55,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
            tile: int | None, overlap: int, threads: int | None, max_pixels: int, gt_dir: Path | None, pair_by: str,
            ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None,
-           html_path: Path | None, html_max_images: int, as_json: bool, quiet: bool) -> None:
+           html_path: Path | None, html_max_images: int, engine: str, ray_address: str | None, workers: int,
+           cpus_per_worker: float, gpus_per_worker: float, as_json: bool, quiet: bool) -> None:
     """Deblur images: files, folders (-r for sub-folders), glob patterns, or - for stdin.
 
     Each result is written to OUT under its input's name (plus --suffix) through a temporary
@@ -88,6 +90,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
       lmfn deblur clip.mp4 -o sharp/ --crf 16
       lmfn deblur shaky/ -o sharp/ --html sharp/report.html
+      lmfn deblur /nfs/scans/ -o /nfs/sharp/ --engine ray --ray-address auto --workers 8 --gpus-per-worker 1
     """
     from ..batch import BatchOptions, Settings
     from ..report import records_log_path
@@ -111,6 +114,11 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         import torch
 
         torch.set_num_threads(threads)
+    ray_given = ray_address is not None or workers != 1 or cpus_per_worker != 1.0 or gpus_per_worker
+    if engine == "local" and ray_given:
+        raise click.UsageError("--ray-address, --workers, --cpus-per-worker and --gpus-per-worker need --engine ray")
+    if engine == "ray" and out == "-":
+        raise click.UsageError("--engine ray writes to a folder, not -o -")
     if (report_path or ssim_variant or y_channel or crop_border or pair_by != "stem") and gt_dir is None:
         raise click.UsageError("--report, --pair-by, --ssim, --y-channel and --crop-border need --gt DIR")
     if gt_dir is not None and out == "-":
@@ -128,7 +136,15 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
             options = BatchOptions(recursive=recursive, fmt=fmt, suffix=suffix, settings=settings, gt_dir=gt_dir,
                                    pair_by=pair_by, report=report_path, html=html_path, html_max_images=html_max_images,
                                    command=command_line(), records_log=records_log_path(out))
-            _deblur_batch(list(inputs), Path(out), options, weights, model_name, device, as_json, quiet)
+            runner = None
+            if engine == "ray":
+                from ..engines.ray import RayEngine, RayOptions
+
+                try:
+                    runner = RayEngine(RayOptions(ray_address, workers, cpus_per_worker, gpus_per_worker), device=device)
+                except ConfigError as exc:
+                    raise click.UsageError(str(exc)) from None
+            _deblur_batch(list(inputs), Path(out), options, weights, model_name, device, as_json, quiet, runner)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
     except KeyboardInterrupt:
@@ -175,7 +191,7 @@ def _score_line(record) -> str:
 
 
 def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | None, model_name: str | None, device: str,
-                  as_json: bool, quiet: bool) -> None:
+                  as_json: bool, quiet: bool, engine=None) -> None:
     """Run ``batch.run_batch`` with a progress bar on stderr; results (paths, scores, JSON) to stdout."""
     from ..batch import BatchEvents, run_batch
     from ..errors import NothingToDoError
@@ -209,8 +225,8 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
                 if error is not None:
                     click.echo(f"lmfn: error: {error}", err=True)
 
-        batch = run_batch(inputs, out_dir, options, events=Events(),
-                          model=lambda: _load_with_info(weights, device, quiet, model_name))
+        batch = run_batch(inputs, out_dir, options, events=Events(), engine=engine,
+                          model=lambda: _load_with_info(weights, "cpu" if engine else device, quiet, model_name))
         try:
             for record in batch:
                 if as_json:

@@ -202,3 +202,18 @@ def command_line() -> str:
 
     args = click.get_current_context().meta.get("lmfn.args", [])
     return shlex.join(["lmfn", *args])
+
+
+def engine_options(f):
+    """--engine and the Ray engine's options (lmfn deblur)."""
+    f = click.option("--gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+                     help="Ray: GPUs each worker holds (fractions share a GPU).")(f)
+    f = click.option("--cpus-per-worker", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+                     help="Ray: CPUs each worker holds.")(f)
+    f = click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+                     help="Ray: workers, each with its own copy of the network.")(f)
+    f = click.option("--ray-address", default=None, metavar="auto|ADDR|local",
+                     help="Ray: the cluster (auto: the one `ray start` runs here; ray://HOST:10001) "
+                          "[default: start Ray in this process].")(f)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Where images run: this process, or a Ray cluster (pip install 'lmfn[ray]').")(f)

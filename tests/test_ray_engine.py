@@ -1,0 +1,105 @@
+"""The Ray engine on a local Ray instance: the same outputs, byte for byte, as the local engine;
+failing files, --skip-existing, --gt scoring and resource checks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import natural_like
+from lmfn_cli.batch import BatchOptions, run_batch
+from lmfn_cli.cli import main
+from lmfn_cli.errors import ConfigError
+from lmfn_cli.images import write_image
+
+ray = pytest.importorskip("ray")  # in the test extra; `pip install 'lmfn[ray]'` for users
+from lmfn_cli.engines.ray import RayEngine, RayOptions, require_ray  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    require_ray()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def photos(tmp_path) -> tuple[Path, Path]:
+    blur, sharp = tmp_path / "in", tmp_path / "sharp"
+    for i in range(4):
+        img = natural_like(40 + 8 * i, 48, seed=i)
+        write_image(sharp / f"p{i}.png", img)
+        write_image(blur / f"p{i}.png", ((img.astype(np.uint16) + np.roll(img, 2, axis=0)) // 2).astype(np.uint8))
+    write_image(blur / "deep.png", natural_like(32, 40).astype(np.uint16) * 257)  # 16 bits survive the trip
+    (blur / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return blur, sharp
+
+
+def test_outputs_are_byte_identical_to_the_local_engines(tmp_path, photos, tiny_model):
+    blur, sharp = photos
+    local = run_batch([str(blur)], tmp_path / "local", BatchOptions(gt_dir=sharp), model=tiny_model)
+    on_ray = run_batch([str(blur)], tmp_path / "ray", BatchOptions(gt_dir=sharp), model=tiny_model,
+                       engine=RayEngine(RayOptions(address="auto", workers=1)))
+    a, b = list(local), list(on_ray)
+    assert [(Path(r.input).name, r.status, r.error, r.psnr, r.ssim) for r in a] == \
+           [(Path(r.input).name, r.status, r.error, r.psnr, r.ssim) for r in b]
+    assert on_ray.summary.ok == 5 and on_ray.summary.failed == 1
+    assert {k: on_ray.summary.scores[k] for k in ("images", "psnr", "ssim")} == \
+           {k: local.summary.scores[k] for k in ("images", "psnr", "ssim")}
+    for out in sorted((tmp_path / "local").iterdir()):
+        assert (tmp_path / "ray" / out.name).read_bytes() == out.read_bytes(), out.name
+    assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(p.name for p in (tmp_path / "local").iterdir())
+
+
+def test_two_workers_and_a_skip_existing_rerun(tmp_path, photos, tiny_model):
+    blur, _ = photos
+    engine = RayEngine(RayOptions(address="auto", workers=2, cpus_per_worker=0.5))
+    first = list(run_batch([str(blur)], tmp_path / "out", BatchOptions(), model=tiny_model, engine=engine))
+    assert sorted(r.status for r in first) == ["failed"] + ["ok"] * 5
+    (tmp_path / "out" / "p1.png").unlink()
+    from lmfn_cli.batch import Settings
+
+    again = run_batch([str(blur)], tmp_path / "out", BatchOptions(settings=Settings(skip_existing=True)), model=tiny_model,
+                      engine=engine)
+    by_name = {Path(r.input).name: r.status for r in again}
+    assert by_name == {"p0.png": "skipped", "p1.png": "ok", "p2.png": "skipped", "p3.png": "skipped",
+                       "deep.png": "skipped", "broken.png": "failed"}
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_resources_the_cluster_lacks_are_a_clear_error(tmp_path, photos, tiny_model):
+    blur, _ = photos
+    for options, message in ((RayOptions(address="auto", gpus_per_worker=1), "needs 1 GPUs; the cluster has 0"),
+                             (RayOptions(address="auto", workers=2), "leaves no CPU for reading files")):
+        with pytest.raises(ConfigError, match=message):
+            list(run_batch([str(blur)], tmp_path / "out", BatchOptions(), model=tiny_model, engine=RayEngine(options)))
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_the_command(tmp_path, photos, tiny_weights):
+    blur, _ = photos
+    runner = CliRunner()
+    res = runner.invoke(main, ["deblur", str(blur), "-o", str(tmp_path / "out"), "-w", str(tiny_weights), "--json",
+                               "--engine", "ray", "--ray-address", "auto"])
+    assert res.exit_code == 1, res.output
+    records = [json.loads(line) for line in res.stdout.splitlines()]
+    assert sorted(r["status"] for r in records) == ["failed"] + ["ok"] * 5
+    errors = [line for line in res.stderr.splitlines() if line.startswith("lmfn: error:")]
+    assert len(errors) == 1 and "broken.png" in errors[0]
+    gpu = runner.invoke(main, ["deblur", str(blur), "-o", str(tmp_path / "o2"), "-w", str(tiny_weights),
+                               "--engine", "ray", "--ray-address", "auto", "--gpus-per-worker", "1"])
+    assert gpu.exit_code == 2 and "GPUs; the cluster has 0" in gpu.stderr
+    local = runner.invoke(main, ["deblur", str(blur), "-o", str(tmp_path / "o3"), "--workers", "2"])
+    assert local.exit_code == 2 and "need --engine ray" in local.output
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"lmfn\[ray\]"):
+        require_ray()
