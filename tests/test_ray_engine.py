@@ -103,3 +103,24 @@ def test_without_ray_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"lmfn\[ray\]"):
         require_ray()
+
+
+def test_an_interrupted_driver_stops_the_workers_and_leaves_only_complete_files(tmp_path, tiny_model):
+    import time
+
+    from lmfn_cli.images import read_picture
+
+    for i in range(12):
+        write_image(tmp_path / "in" / f"q{i:02d}.png", natural_like(96, 128, seed=i))
+    batch = run_batch([str(tmp_path / "in")], tmp_path / "out", BatchOptions(), model=tiny_model,
+                      engine=RayEngine(RayOptions(address="auto", workers=1)))
+    with pytest.raises(KeyboardInterrupt):
+        for record in batch:
+            raise KeyboardInterrupt  # Ctrl-C after the first image
+    time.sleep(3)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith("."))
+    time.sleep(3)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == written  # stopped
+    assert 1 <= len(written) < 12
+    for name in written:
+        assert read_picture(tmp_path / "out" / name).pixels.shape == (96, 128, 3)  # complete, decodable
