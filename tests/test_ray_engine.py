@@ -124,3 +124,27 @@ def test_an_interrupted_driver_stops_the_workers_and_leaves_only_complete_files(
     assert 1 <= len(written) < 12
     for name in written:
         assert read_picture(tmp_path / "out" / name).pixels.shape == (96, 128, 3)  # complete, decodable
+
+
+def test_a_worker_that_dies_is_restarted_and_the_run_finishes(tmp_path, photos, tiny_model, monkeypatch):
+    import os
+
+    import ray.cloudpickle
+
+    from lmfn_cli.engines.ray import Deblurrer
+
+    marker = tmp_path / "died-once"
+
+    class DiesOnce(Deblurrer):
+        def __call__(self, rows):
+            if not marker.exists():
+                marker.write_text("x")
+                os._exit(1)  # the worker process dies mid-batch
+            return super().__call__(rows)
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
+    blur, _ = photos
+    records = list(run_batch([str(blur)], tmp_path / "out", BatchOptions(), model=tiny_model,
+                             engine=RayEngine(RayOptions(address="auto"), actor_class=DiesOnce)))
+    assert marker.exists()  # it did die
+    assert sorted(r.status for r in records) == ["failed"] + ["ok"] * 5  # and every image was still done

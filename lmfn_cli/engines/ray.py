@@ -37,7 +37,7 @@ from ..model import LMFN, LMFNConfig
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RayEngine", "RayOptions"]
+__all__ = ["Deblurrer", "RayEngine", "RayOptions", "require_ray"]
 
 _READ_CPUS = 0.25  # what each read task asks for; the actors leave at least this much free
 
@@ -71,7 +71,7 @@ def require_ray():
     return ray
 
 
-class _Deblurrer:
+class Deblurrer:
     """The Ray Data actor: one network per worker, one output written per row."""
 
     def __init__(self, config: dict, state_ref, jobs: dict, settings: Settings, device: str):
@@ -105,8 +105,10 @@ def _key(path: str) -> str:
 class RayEngine:
     """A ``batch`` engine: call it as ``deblur_files`` is called (``Batch(engine=RayEngine(...))``)."""
 
-    def __init__(self, options: RayOptions = RayOptions(), *, device: str = "auto"):
+    def __init__(self, options: RayOptions = RayOptions(), *, device: str = "auto", actor_class: type | None = None):
+        """``actor_class``: the Ray Data actor (``Deblurrer`` or a subclass of it)."""
         self.options, self.device = options, device
+        self.actor_class = actor_class or Deblurrer
         self.started_here = False
 
     # -- the cluster ------------------------------------------------------------------------
@@ -232,7 +234,7 @@ class RayEngine:
                                         ignore_missing_paths=True, override_num_blocks=min(len(jobs), 64 * opts.workers),
                                         num_cpus=_READ_CPUS)
         ds = ds.map_batches(
-            _Deblurrer, fn_constructor_args=(dataclasses.asdict(model.config), state_ref, table, settings, self.device),
+            self.actor_class, fn_constructor_args=(dataclasses.asdict(model.config), state_ref, table, settings, self.device),
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=opts.workers), num_cpus=opts.cpus_per_worker,
             num_gpus=opts.gpus_per_worker or None)  # Ray Data restarts a dead actor and retries its rows
         for row in ds.iter_rows():
