@@ -127,6 +127,7 @@ def report_screenshot(weights: Path, out: Path, chromium: str, width: int = 1000
     from playwright.sync_api import sync_playwright
 
     from lmfn_cli.batch import BatchOptions, run_batch
+    from lmfn_cli.download import file_sha256
 
     import os
 
@@ -141,7 +142,7 @@ def report_screenshot(weights: Path, out: Path, chromium: str, width: int = 1000
             options = BatchOptions(gt_dir="lmfn_cli/examples/sharp", html=html, command=(
                 "lmfn deblur lmfn_cli/examples/blur -o out --gt lmfn_cli/examples/sharp --html out/report.html"))
             batch = run_batch(["lmfn_cli/examples/blur"], "out", options, model=load_model(weights),
-                              model_info={"name": weights_name(weights), "sha256": _sha256(weights)})
+                              model_info={"name": weights_name(weights), "sha256": file_sha256(weights)})
             list(batch)
         finally:
             os.chdir(here)
@@ -152,12 +153,6 @@ def report_screenshot(weights: Path, out: Path, chromium: str, width: int = 1000
         page.screenshot(path=str(out))
         browser.close()
     return html
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> int:

@@ -23,8 +23,8 @@ from .files import remove_stale_temporaries
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
 from .inference import restore
 from .model import LMFN
+from .report import RecordLog, ReportOptions, now, write_html_report
 from .tiling import DEFAULT_OVERLAP
-from .report import ReportOptions, RecordLog, now, write_html_report
 from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
 log = logging.getLogger(__name__)
@@ -467,11 +467,13 @@ class Batch:
         if not isinstance(model, LMFN) and callable(model):
             model, info = model()
             self.model_info = {**info, **self.model_info}
-        self.header = {"model": self.model_info, "version": _version(), "command": opts.command, "started": now(),
+        from . import __version__
+
+        self.header = {"model": self.model_info, "version": __version__, "command": opts.command, "started": now(),
                        "out": str(self.out_dir)}
         records_log = RecordLog(opts.records_log, self.header) if opts.records_log else None  # for `lmfn report OUT`
-        for record in self.records:
-            if records_log:
+        if records_log:
+            for record in self.records:  # the inputs that could not be planned
                 records_log.add(dataclasses.asdict(record))
         if jobs:
             events.image_started(0, jobs[0])
@@ -531,12 +533,6 @@ class Batch:
         except (LMFNError, OSError) as exc:
             raise ImageError(opts.report, f"cannot write the report: {exc}") from None
         return mean, opts.report
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def run_batch(inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,

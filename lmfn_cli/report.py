@@ -232,6 +232,19 @@ def _score(pixels: np.ndarray, truth: np.ndarray, protocol: Protocol) -> tuple[f
     return (None if s.psnr == float("inf") else s.psnr), s.ssim
 
 
+def _row(record: dict, before: np.ndarray, truth: np.ndarray, after: np.ndarray | None, anchor: str | None,
+         protocol: Protocol) -> dict:
+    """The score-table row of one image: the blurry input scored here, the output's scores from
+    its record (scored here from ``after`` when the record has none)."""
+    psnr_in, ssim_in = _score(before, truth, protocol)
+    psnr_out, ssim_out = record.get("psnr"), record.get("ssim")
+    if ssim_out is None and after is not None:
+        psnr_out, ssim_out = _score(after, truth, protocol)
+    gain = None if psnr_in is None or psnr_out is None else psnr_out - psnr_in
+    return {"name": record["input"], "anchor": anchor, "psnr_in": psnr_in, "psnr_out": psnr_out, "gain": gain,
+            "ssim_in": ssim_in, "ssim_out": ssim_out}
+
+
 def _item(index: int, record: dict, options: ReportOptions) -> tuple[dict, dict | None]:
     """The section of one image and its table row (None without ground truth)."""
     before = read_picture(record["input"]).pixels
@@ -262,18 +275,13 @@ def _item(index: int, record: dict, options: ReportOptions) -> tuple[dict, dict 
         "heat": _data_uri(_preview(heat, size), "JPEG", options.quality), "heat_scale": f"{heat_scale:.0f}",
         "truth": _data_uri(_preview(t8, size), "JPEG", options.quality) if len(views) == 3 else None,
         "crops": crops,
-        "summary": f"{w}x{h}, {record.get('seconds', 0) or 0:.2f} s" + (f"; output {record['output']}"),
+        "summary": f"{w}x{h}, {record.get('seconds', 0) or 0:.2f} s; output {record['output']}",
     }
     row = None
     if truth is not None:
-        psnr_in, ssim_in = _score(before, truth, options.protocol)
-        psnr_out, ssim_out = record.get("psnr"), record.get("ssim")
-        if ssim_out is None:
-            psnr_out, ssim_out = _score(after, truth, options.protocol)
-        gain = None if psnr_in is None or psnr_out is None else psnr_out - psnr_in
-        row = {"name": name, "anchor": anchor, "psnr_in": psnr_in, "psnr_out": psnr_out, "gain": gain,
-               "ssim_in": ssim_in, "ssim_out": ssim_out}
-        item["summary"] += f"; PSNR {_fmt(psnr_in, 2)} -> {_fmt(psnr_out, 2)} dB, SSIM {ssim_in:.4f} -> {ssim_out:.4f}"
+        row = _row(record, before, truth, after, anchor, options.protocol)
+        item["summary"] += (f"; PSNR {_fmt(row['psnr_in'], 2)} -> {_fmt(row['psnr_out'], 2)} dB, "
+                            f"SSIM {row['ssim_in']:.4f} -> {row['ssim_out']:.4f}")
     return item, row
 
 
@@ -326,15 +334,10 @@ def write_html_report(path: str | Path, records: Iterable[dict], header: dict | 
         if item is None:  # over --html-max-images: in the table only, scored from the record
             if record.get("truth") and record.get("ssim") is not None:
                 try:
-                    truth = read_picture(record["truth"]).pixels
-                    psnr_in, ssim_in = _score(read_picture(record["input"]).pixels, truth, options.protocol)
+                    rows.append(_row(record, read_picture(record["input"]).pixels, read_picture(record["truth"]).pixels,
+                                     None, None, options.protocol))
                 except LMFNError as exc:
                     log.warning("%s: left out of the report: %s", one_line(record["input"]), exc)
-                    continue
-                psnr_out = record.get("psnr")
-                gain = None if psnr_in is None or psnr_out is None else psnr_out - psnr_in
-                rows.append({"name": record["input"], "anchor": None, "psnr_in": psnr_in, "psnr_out": psnr_out,
-                             "gain": gain, "ssim_in": ssim_in, "ssim_out": record["ssim"]})
             continue
         items.append(item)
         if row is not None:

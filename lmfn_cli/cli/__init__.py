@@ -70,4 +70,4 @@ from .info import info  # noqa: E402, F401
 from .weights import download_weights, weights_group  # noqa: E402, F401
 from .report import report  # noqa: E402, F401
 
-__all__ = ["main", "deblur", "train", "synth", "bench", "export", "info", "download_weights", "weights_group"]
+__all__ = ["main", "deblur", "train", "synth", "bench", "export", "info", "download_weights", "weights_group", "report"]

@@ -1,4 +1,4 @@
-"""lmfn report: the before/after HTML report of a finished batch, from the records it left in OUT."""
+"""lmfn report: the before/after HTML report of the batches run into a folder, from their records log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import LMFNError, NothingToDoError, one_line
+from ..errors import LMFNError, one_line
 from . import main
 from .options import EXIT_FAILED, fail, html_max_images_option, protocol_options
 
@@ -23,9 +23,10 @@ def report(out_dir: Path, html_path: Path | None, html_max_images: int, ssim_var
 
     Every lmfn deblur batch logs its results in a file of your state folder named for OUT_DIR
     (LMFN_STATE_DIR, else e.g. ~/.local/state/lmfn/batches/); this reads the latest result of
-    each output (the inputs, outputs and ground truth must still be where they were) and writes one self-contained HTML file: a before/after divider, a heat map of
-    what changed and the crops that changed most for each image, and with ground truth a
-    PSNR/SSIM table sorted by gain. It opens offline in any browser and loads nothing.
+    each output (the inputs, outputs and ground truth must still be where they were) and writes
+    one self-contained HTML file: a before/after divider, a heat map of what changed and the
+    crops that changed most for each image, and with ground truth a PSNR/SSIM table sorted by
+    gain. It opens offline in any browser and loads nothing.
 
     \b
     Example:
@@ -40,8 +41,6 @@ def report(out_dir: Path, html_path: Path | None, html_max_images: int, ssim_var
         header, records = read_record_log(out_dir)
         path = write_html_report(html_path or out_dir / "report.html", records, header,
                                  options=ReportOptions(max_images=html_max_images, protocol=protocol))
-    except NothingToDoError as exc:
-        raise fail(str(exc), EXIT_FAILED) from None
-    except LMFNError as exc:
+    except LMFNError as exc:  # no records (NothingToDoError), files gone, a report that cannot be written
         raise fail(str(exc), EXIT_FAILED) from None
     click.echo(one_line(path))

@@ -34,6 +34,7 @@ from pathlib import Path
 from ..batch import Job, Record, Settings, deblur_file
 from ..errors import ConfigError, ImageError, LMFNError
 from ..model import LMFN, LMFNConfig
+from ..video import is_video
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class Deblurrer:
 
         from ..inference import resolve_device
 
-        state = ray.get(state_ref[0]) if isinstance(state_ref, list) else state_ref
+        state = ray.get(state_ref[0])  # a list around the reference, so that Ray does not resolve it for us
         self.model = LMFN(LMFNConfig.from_dict(config)).eval()
         self.model.load_state_dict(state)
         self.model.to(resolve_device(device if device != "auto" or torch.cuda.is_available() else "cpu"))
@@ -180,7 +181,7 @@ class RayEngine:
                 raise ConfigError(f"{job.src}: the Ray engine takes paths on shared storage, not URIs")
         if not isinstance(model, LMFN):
             raise ConfigError("the Ray engine runs PyTorch weights (.safetensors), not ONNX files")
-        videos = [j for j in jobs if j.src.suffix.lower() in _video_extensions()]
+        videos = [j for j in jobs if is_video(j.src)]
         if videos:
             raise ConfigError(f"{videos[0].src}: the Ray engine takes images; run videos with the local engine")
         ray = self.connect()
@@ -203,12 +204,11 @@ class RayEngine:
         if todo:
             self.check_paths(ray, todo)
         results = self._records(ray, model, todo, settings) if todo else iter(())
-        by_key = {_key(str(j.src)): j for j in todo}
         pending = {}
         order = iter(jobs)
         want = next(order, None)
-        for key, record in results:
-            pending[by_key[key]] = record
+        for job, record in results:
+            pending[job] = record
             while want is not None and (want in done or want in pending):
                 yield want, (done.pop(want, None) or pending.pop(want))
                 want = next(order, None)
@@ -220,7 +220,7 @@ class RayEngine:
                 yield want, record
             want = next(order, None)
 
-    def _records(self, ray, model: LMFN, jobs: list[Job], settings: Settings) -> Iterator[tuple[str, Record | LMFNError]]:
+    def _records(self, ray, model: LMFN, jobs: list[Job], settings: Settings) -> Iterator[tuple[Job, Record | LMFNError]]:
         import ray.data
 
         opts = self.options
@@ -240,14 +240,5 @@ class RayEngine:
         for row in ds.iter_rows():
             fields = json.loads(row["record"])
             record = Record(**{k: (tuple(v) if k == "size" and v is not None else v) for k, v in fields.items()})
-            key = _key(record.input)
-            error = None
-            if record.status == "failed":
-                error = ImageError(table[key].src, record.error or "failed")
-            yield key, error or record
-
-
-def _video_extensions() -> frozenset[str]:
-    from ..video import VIDEO_EXTENSIONS
-
-    return VIDEO_EXTENSIONS
+            job = table[_key(record.input)]
+            yield job, ImageError(job.src, record.error or "failed") if record.status == "failed" else record
