@@ -4,7 +4,8 @@ The run's config is in ``train_config``, its data in ``train_data``, recipes in 
 
 A run lives in one folder::
 
-    RUN/checkpoint.pt      latest state: model, optimizer, scheduler, step, config (every few min)
+    RUN/checkpoint.pt      latest state: model, optimizer, scheduler, step, config, and the
+                           weights' moving average when the config has ``ema`` (every few min)
     RUN/best.safetensors   inference weights of the best validation PSNR so far
     RUN/log.jsonl          one JSON object per logged step and per validation
     RUN/curve.png          training loss and validation PSNR against steps
@@ -19,6 +20,7 @@ which refuses anything but tensors and plain containers.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -156,14 +158,23 @@ def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def export_weights(run_dir: str | Path, dest: str | Path, *, which: Literal["best", "last"] = "best", fp16: bool = False) -> Path:
+def export_weights(run_dir: str | Path, dest: str | Path, *, which: Literal["best", "last", "ema"] = "best", fp16: bool = False) -> Path:
     """Write inference weights of a run to ``dest``, with config, training summary and the
-    tensors' SHA-256 in the metadata."""
+    tensors' SHA-256 in the metadata.
+
+    ``which``: ``best`` (best validation PSNR; the last weights when the run has no validation),
+    ``last`` (the checkpoint's weights) or ``ema`` (the checkpoint's moving average; the run's
+    config must have ``ema``)."""
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = LMFN(cfg.model)
-    if which == "best" and (run_dir / "best.safetensors").exists():
+    if which == "ema":
+        if "ema" not in ckpt:
+            raise TrainError(f"{run_dir}: this run keeps no moving average of its weights (its config has ema = 0)")
+        model.load_state_dict(ckpt["ema"])
+        summary = _summary(cfg, ckpt["step"], ckpt.get("best", {}), ckpt.get("elapsed", 0.0), "ema")
+    elif which == "best" and (run_dir / "best.safetensors").exists():
         _, state, best_meta = read_weights(run_dir / "best.safetensors")
         model.load_state_dict(state)
         summary = json.loads(best_meta.get("training", "{}"))
@@ -201,6 +212,7 @@ def _summary(cfg: TrainConfig, step: int, best: dict, elapsed: float, which: str
         "best_val": best,
         "loss": cfg.loss,
         "fft_weight": cfg.fft_weight,
+        "ema": cfg.ema,
         "lr": cfg.lr,
         "schedule": cfg.schedule,
         "batch": cfg.batch,
@@ -295,10 +307,28 @@ class TrainSession:
     on_log: Callable[[dict], None] | None = None
     clock: float = field(default_factory=time.monotonic)
 
+    ema_model: LMFN | None = None
+    """With ``cfg.ema``: a copy of the network holding the moving average (fp32, never trained)."""
+
     def __post_init__(self) -> None:
         use_scaler = self.amp_dtype == torch.float16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.log_path = self.run_dir / "log.jsonl"
+        self._ema_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        if self.ema_model is not None:
+            # state_dict tensors share storage with the modules, and the optimizer updates the
+            # parameters in place, so these pairs stay valid for the whole session
+            ema_state, state = self.ema_model.state_dict(), self.model.state_dict()
+            self._ema_pairs = [(ema_state[k], state[k]) for k in state]
+
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights (buffers that are not floats are copied)."""
+        with torch.no_grad():
+            for e, p in self._ema_pairs:
+                if e.is_floating_point():
+                    e.lerp_(p.detach().to(e.dtype), 1.0 - self.cfg.ema)
+                else:
+                    e.copy_(p)
 
     def elapsed(self) -> float:
         return self.state.elapsed + time.monotonic() - self.clock
@@ -334,6 +364,7 @@ class TrainSession:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.update_ema()
         self.state.step += 1
         return loss.item(), lr
 
@@ -344,7 +375,11 @@ class TrainSession:
         elapsed = self.elapsed()
         metrics = evaluate_sets(self.model, self.val_sets, self.channels_last)
         state = self.state
-        self.write_log({"step": state.step, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}})
+        entry = {"step": state.step, **{f"val_{k}": round(v, 4) for k, v in metrics.items()}}
+        if self.ema_model is not None:
+            ema_metrics = evaluate_sets(self.ema_model, self.val_sets, self.channels_last)
+            entry.update({f"val_ema_{k}": round(v, 4) for k, v in ema_metrics.items() if "input" not in k})
+        self.write_log(entry)
         if metrics["psnr"] > state.best.get("psnr", -math.inf):
             state.best = {"step": state.step, **{k: round(v, 4) for k, v in metrics.items()}}
             meta = {"training": json.dumps(_summary(self.cfg, state.step, state.best, elapsed, "best"))}
@@ -360,6 +395,7 @@ class TrainSession:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                **({"ema": self.ema_model.state_dict()} if self.ema_model is not None else {}),
                 "step": self.state.step,
                 "elapsed": self.state.elapsed,
                 "best": self.state.best,
@@ -425,10 +461,15 @@ def train(
         channels_last = True
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    ema_model = None
+    if cfg.ema:
+        ema_model = copy.deepcopy(model).requires_grad_(False)
+        if ckpt is not None and "ema" in ckpt:
+            ema_model.load_state_dict(ckpt["ema"])
     log.info("precision %s, %s layout", "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
              "channels-last" if channels_last else "contiguous")
     session = TrainSession(cfg, run_dir, device, model, optimizer, state, provenance, val_sets,
-                           amp_dtype, channels_last, on_log)
+                           amp_dtype, channels_last, on_log, ema_model=ema_model)
     if state.step == 0 and ckpt is None:
         session.validate()  # the starting point, for the curve
 

@@ -74,6 +74,10 @@ class TrainConfig:
     patch: int = 128
     augment: bool = True
     grad_clip: float = 0.0
+    ema: float = 0.0
+    """Decay of an exponential moving average of the weights, kept beside them (0: off; 0.999
+    averages over about the last 1,000 steps). It starts at the initial weights, is validated
+    beside the raw weights (``val_ema_*`` in the log) and exported with ``which="ema"``."""
     seed: int = 0
     val_every: int = 500
     log_every: int = 20
@@ -97,6 +101,8 @@ class TrainConfig:
             raise TrainError(f"kernel_split must be train or all, got {self.kernel_split!r}")
         if self.schedule not in ("step", "cosine", "constant"):
             raise TrainError(f"schedule must be step, cosine or constant, got {self.schedule!r}")
+        if not 0 <= self.ema < 1:
+            raise TrainError(f"ema must be in [0, 1), got {self.ema!r}")
         if self.batch < 1 or self.patch < 16 or self.steps < 1:
             raise TrainError("batch >= 1, patch >= 16 and steps >= 1 are required")
 

@@ -290,3 +290,49 @@ def test_psnr_loss_is_minus_the_mean_psnr_scaled():
     assert loss_fn(cfg, near, target) < loss_fn(cfg, far, target)
     # 10 log10(1e-4) = -40 dB -> 0.005 * -40
     assert loss_fn(cfg, near, target).item() == pytest.approx(-0.2, abs=1e-3)
+
+
+def test_ema_is_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path, pairs_dir):
+    cfg = tiny_cfg(pairs_dir, ema=0.9, steps=1, val=None)
+    train(cfg, tmp_path / "one")
+    init = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
+    # after one step from the seeded start, ema = 0.9 * start + 0.1 * weights
+    torch.manual_seed(cfg.seed)
+    from lmfn_cli.model import LMFN
+
+    start = LMFN(TINY).state_dict()
+    for k, w in init["model"].items():
+        if w.is_floating_point():
+            assert torch.allclose(init["ema"][k], 0.9 * start[k] + 0.1 * w, atol=1e-6), k
+    assert any(not torch.equal(init["ema"][k], init["model"][k]) for k in init["model"])
+
+    cfg = dataclasses.replace(cfg, steps=8)
+    train(cfg, tmp_path / "straight")
+    train(dataclasses.replace(cfg, steps=4), tmp_path / "split")
+    train(None, tmp_path / "split", resume=True, steps=8)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["ema"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["ema"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_ema_is_validated_and_exported(tmp_path, pairs_dir):
+    run = tmp_path / "run"
+    train(tiny_cfg(pairs_dir, ema=0.5), run)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    vals = [e for e in log if "val_psnr" in e]
+    assert all("val_ema_psnr" in e and "val_ema_ssim" in e for e in vals)
+    assert vals[0]["val_ema_psnr"] == vals[0]["val_psnr"]  # both are the starting weights
+    path = export_weights(run, tmp_path / "ema.safetensors", which="ema")
+    _, tensors, meta = read_weights(path)
+    ema = load_checkpoint(run / "checkpoint.pt")["ema"]
+    assert all(torch.equal(tensors[k], ema[k].float()) for k in tensors)
+    assert json.loads(meta["training"])["which"] == "ema"
+
+
+def test_exporting_ema_from_a_run_without_it_is_a_clear_error(tmp_path, pairs_dir):
+    train(tiny_cfg(pairs_dir, steps=2, val=None), tmp_path / "run")
+    with pytest.raises(TrainError, match="moving average"):
+        export_weights(tmp_path / "run", tmp_path / "x.safetensors", which="ema")
+    with pytest.raises(TrainError, match="ema"):
+        tiny_cfg(pairs_dir, ema=1.0)

@@ -46,6 +46,8 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--patch", default=128, show_default=True, help="Training crop size in pixels.")
 @click.option("--augment/--no-augment", default=True, show_default=True, help="Random flips and 90-degree rotations.")
 @click.option("--grad-clip", default=0.0, show_default=True, help="Clip the gradient norm (0: off).")
+@click.option("--ema", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Keep a moving average of the weights with this decay, e.g. 0.999 (0: off); export it with --export-which ema.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--val-every", default=500, show_default=True)
 @click.option("--log-every", default=20, show_default=True)
@@ -62,7 +64,8 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="At the end, write the best weights here (.safetensors).")
 @click.option("--export-fp16", is_flag=True, help="Store exported weights as fp16.")
-@click.option("--export-which", type=click.Choice(["best", "last"]), default="best", show_default=True, help="Export the best-validating or the latest weights.")
+@click.option("--export-which", type=click.Choice(["best", "last", "ema"]), default="best", show_default=True,
+              help="Export the best-validating weights, the latest, or their moving average (runs with --ema).")
 @device_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
@@ -143,7 +146,8 @@ def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: 
         if "loss" in entry:
             click.echo(f"step {entry['step']:>8d}  loss {entry['loss']:.5f}  lr {entry['lr']:.2e}  {entry['elapsed']:.0f}s", err=True)
         else:
-            click.echo(f"step {entry['step']:>8d}  val PSNR {entry['val_psnr']:.2f} dB (input {entry['val_input_psnr']:.2f})  SSIM {entry['val_ssim']:.4f}", err=True)
+            ema = f"  EMA {entry['val_ema_psnr']:.2f} dB" if "val_ema_psnr" in entry else ""
+            click.echo(f"step {entry['step']:>8d}  val PSNR {entry['val_psnr']:.2f} dB (input {entry['val_input_psnr']:.2f})  SSIM {entry['val_ssim']:.4f}{ema}", err=True)
 
     # Ctrl-C or SIGTERM (a cluster's time limit): finish the step, checkpoint, exit cleanly.
     stop = threading.Event()
