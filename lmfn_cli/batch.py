@@ -3,7 +3,9 @@ Videos (``video.VIDEO_EXTENSIONS``) are jobs too, run by ``video.deblur_video``.
 
 Inputs are files, folders (their images; ``recursive`` walks sub-folders and keeps the
 structure under the output folder) and glob patterns (expanded here, so quoted patterns work
-on every shell, ``**`` included). Hidden files are skipped in folders.
+on every shell, ``**`` included). Hidden files are skipped in folders. Inputs, ``--gt`` and the
+output folder may also be URIs (``s3://bucket/in/``; ``uris.URI``): images are read and written
+through their pyarrow filesystem, with the same naming and the same temporary-then-move rule.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from pathlib import Path
 from .errors import ConfigError, ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import remove_stale_temporaries
-from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, format_of, read_picture, write_picture
+from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, read_picture
 from .inference import restore
 from .model import LMFN
 from .report import RecordLog, ReportOptions, now, write_html_report
 from .tiling import DEFAULT_OVERLAP
+from .uris import URI, expand_uri, is_uri, location, read_picture_at, write_picture_at
+from .uris import remove_stale_temporaries as remove_stale_objects
 from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
 log = logging.getLogger(__name__)
@@ -35,9 +39,9 @@ __all__ = ["Batch", "BatchEvents", "BatchOptions", "BatchSummary", "Job", "Recor
 
 @dataclass(frozen=True)
 class Job:
-    src: Path
-    dst: Path
-    truth: Path | None = None  # ground truth to score the result against (lmfn deblur --gt)
+    src: Path | URI
+    dst: Path | URI
+    truth: Path | URI | None = None  # ground truth to score the result against (lmfn deblur --gt)
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,22 @@ def _has_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
-def _images_in(folder: Path, recursive: bool, exclude: Path | None) -> list[Path]:
+def _images_in(folder: Path, recursive: bool, exclude: Path | URI | None) -> list[Path]:
     walk = folder.rglob("*") if recursive else folder.iterdir()
     found = []
     for p in walk:
         rel = p.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue
-        if exclude is not None and p.resolve().is_relative_to(exclude):
+        if isinstance(exclude, Path) and p.resolve().is_relative_to(exclude):
             continue  # do not feed earlier results (OUT inside an input folder) back in
         if (p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in VIDEO_EXTENSIONS) and p.is_file():
             found.append(p)
     return sorted(found)
 
 
-def expand_inputs(inputs: list[str], *, recursive: bool = False, exclude: Path | None = None) -> tuple[list[tuple[Path, Path]], list[ImageError]]:
+def expand_inputs(inputs: list[str], *, recursive: bool = False,
+                  exclude: Path | URI | None = None) -> tuple[list[tuple[Path | URI, Path]], list[ImageError]]:
     """Inputs -> ``(file, path relative to the output folder)`` pairs and the problems found.
 
     A file keeps its name; a folder's images keep their path below the folder; a glob's
@@ -103,6 +108,12 @@ def expand_inputs(inputs: list[str], *, recursive: bool = False, exclude: Path |
     found: list[tuple[Path, Path]] = []
     problems: list[ImageError] = []
     for text in inputs:
+        if is_uri(text):
+            uris, uri_problems = expand_uri(text, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS, recursive=recursive,
+                                            exclude=exclude if isinstance(exclude, URI) else None)
+            found += [(u, Path(rel)) for u, rel in uris]
+            problems += uri_problems
+            continue
         item = Path(text)
         if item.exists() or not _has_glob(text):
             matches = [item]
@@ -140,7 +151,7 @@ def output_name(rel: Path, fmt: str, suffix: str) -> Path:
     return rel.with_name(f"{rel.stem}{suffix}{ext}")
 
 
-def plan_jobs(inputs: list[str], out_dir: Path, *, recursive: bool = False, fmt: str = "same",
+def plan_jobs(inputs: list[str], out_dir: Path | URI, *, recursive: bool = False, fmt: str = "same",
               suffix: str = "") -> tuple[list[Job], list[ImageError]]:
     """Jobs for every input image, and the problems found (missing inputs, empty folders, two
     inputs with one output name, an output that would replace an input)."""
@@ -193,7 +204,7 @@ def _load(job: Job, settings: Settings, data: bytes | None = None) -> Picture | 
     if data is not None:
         picture = read_picture(data, name=job.src, max_pixels=settings.max_pixels)
     else:
-        picture = read_picture(job.src, max_pixels=settings.max_pixels)
+        picture = read_picture_at(job.src, max_pixels=settings.max_pixels)
     log.debug("%s: %s %s", job.src, picture.pixels.shape, picture.pixels.dtype)
     return picture
 
@@ -211,11 +222,13 @@ def _compute(model: LMFN, job: Job, picture: Picture, settings: Settings,
 
 
 def _write(job: Job, result: Picture, settings: Settings) -> None:
-    write_picture(job.dst, result, format_of(job.dst), quality=settings.quality,
-                  strip_metadata=settings.strip_metadata, overwrite=settings.overwrite)
+    write_picture_at(job.dst, result, quality=settings.quality, strip_metadata=settings.strip_metadata,
+                     overwrite=settings.overwrite)
 
 
 def _run_video(model: LMFN, job: Job, settings: Settings, on_frame: Callable[[int, int | None], None] | None) -> Record:
+    if isinstance(job.src, URI) or isinstance(job.dst, URI):
+        raise ImageError(job.src, "videos are read and written as local files only, not through URIs")
     try:
         done = deblur_video(model, job.src, job.dst, settings.video, tile=settings.tile, overlap=settings.overlap,
                             precision=settings.precision, overwrite=settings.overwrite, on_frame=on_frame)
@@ -324,7 +337,7 @@ def score_result(result: Picture, job: Job, protocol: Protocol, model: LMFN) -> 
     before any lossy encoding of the output (JPEG/WebP)."""
     device = next(model.parameters()).device
     try:
-        truth = read_picture(job.truth).pixels
+        truth = read_picture_at(job.truth, max_pixels=DEFAULT_MAX_PIXELS).pixels
     except ImageError as exc:
         raise ImageError(job.src, f"ground truth {job.truth}: {exc.problem}") from None
     try:
@@ -361,9 +374,11 @@ class BatchOptions:
 
     def __post_init__(self) -> None:
         # folders and files may be given as strings, as on the command line
-        for name in ("gt_dir", "report", "html", "records_log"):
+        for name in ("report", "html", "records_log"):
             if isinstance(getattr(self, name), str):
                 object.__setattr__(self, name, Path(getattr(self, name)))
+        if isinstance(self.gt_dir, str):
+            object.__setattr__(self, "gt_dir", location(self.gt_dir))
 
 
 class BatchEvents:
@@ -405,7 +420,7 @@ class BatchSummary:
         return self.failed == 0
 
 
-def attach_truth(jobs: list[Job], gt_dir: Path, pair_by: str = "stem", *, recursive: bool = False) -> list[Job]:
+def attach_truth(jobs: list[Job], gt_dir: Path | URI, pair_by: str = "stem", *, recursive: bool = False) -> list[Job]:
     """``jobs`` with ``truth`` set from ``gt_dir`` (jobs without a match keep ``None``).
 
     Raises NothingToDoError when ``gt_dir`` holds no images, ConfigError when pairing by stem is
@@ -442,7 +457,7 @@ class Batch:
     def __init__(self, inputs: list[str], out_dir: str | Path, options: BatchOptions = BatchOptions(), *,
                  model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
                  model_info: dict | None = None, engine: Callable | None = None) -> None:
-        self.inputs, self.out_dir, self.options = list(inputs), Path(out_dir), options
+        self.inputs, self.out_dir, self.options = list(inputs), location(out_dir), options
         self.engine = engine or deblur_files  # same signature: (model, jobs, settings, on_tile, on_frame)
         self.events = events or BatchEvents()
         self._model, self.model_info = model, model_info or {}
@@ -460,7 +475,9 @@ class Batch:
             yield record
         if not jobs:
             raise NothingToDoError("no images to deblur")
-        remove_stale_temporaries([j.dst for j in jobs])  # left by a run that was killed (kill -9)
+        # left by a run that was killed (kill -9)
+        remove_stale_temporaries([j.dst for j in jobs if isinstance(j.dst, Path)])
+        remove_stale_objects([j.dst for j in jobs if isinstance(j.dst, URI)])
         if opts.gt_dir is not None:
             jobs = attach_truth(jobs, opts.gt_dir, opts.pair_by, recursive=opts.recursive)
         model = self._model

@@ -27,7 +27,9 @@ class FileProblem(LMFNError):
     """A problem with one file; ``str()`` is one line: ``PATH: problem``."""
 
     def __init__(self, path: str | Path | None, problem: str):
-        self.path = None if path is None else Path(path)
+        # a local path becomes a Path; a URI (``uris.URI``, or its text) stays as it is
+        local = isinstance(path, Path) or isinstance(path, str) and "://" not in path
+        self.path = Path(path) if local else path
         self.problem = problem
         super().__init__(f"{one_line(path)}: {one_line(problem)}" if path is not None else one_line(problem))
 

@@ -196,7 +196,7 @@ class Picture:
 
 def format_of(path: str | Path) -> str:
     """The format ``path``'s suffix names, one of ``FORMATS`` (.jpeg -> jpg, .tif -> tiff)."""
-    suffix = Path(path).suffix.lower()
+    suffix = Path(str(path)).suffix.lower()  # str(): a URI (uris.URI) too
     if suffix not in _SUFFIX_FORMAT:
         raise ImageError(path, f"unknown image format {suffix!r} (use {', '.join(sorted(IMAGE_EXTENSIONS))})")
     return _SUFFIX_FORMAT[suffix]

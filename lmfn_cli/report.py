@@ -36,7 +36,8 @@ from PIL import Image
 from .errors import ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import atomic_path
-from .images import read_picture
+from .images import DEFAULT_MAX_PIXELS
+from .uris import is_uri, location, read_picture_at
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def records_log_path(out_dir: str | Path) -> Path:
         import platformdirs
 
         folder = platformdirs.user_state_dir("lmfn", appauthor=False)
-    absolute = os.path.abspath(out_dir)
+    absolute = str(out_dir) if is_uri(out_dir) else os.path.abspath(out_dir)
     tag = hashlib.sha256(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:16]
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(absolute).name)[:40] or "root"
     return Path(folder) / "batches" / f"{stem}-{tag}.jsonl"
@@ -245,11 +246,16 @@ def _row(record: dict, before: np.ndarray, truth: np.ndarray, after: np.ndarray 
             "ssim_in": ssim_in, "ssim_out": ssim_out}
 
 
+def _read(name: str):
+    """The pixels of a record's file: a local path or a URI (``uris.location``)."""
+    return read_picture_at(location(name), max_pixels=DEFAULT_MAX_PIXELS).pixels
+
+
 def _item(index: int, record: dict, options: ReportOptions) -> tuple[dict, dict | None]:
     """The section of one image and its table row (None without ground truth)."""
-    before = read_picture(record["input"]).pixels
-    after = read_picture(record["output"]).pixels
-    truth = read_picture(record["truth"]).pixels if record.get("truth") else None
+    before = _read(record["input"])
+    after = _read(record["output"])
+    truth = _read(record["truth"]) if record.get("truth") else None
     b8, a8 = _rgb8(before), _rgb8(after)
     if b8.shape != a8.shape:
         raise ImageError(record["output"], f"is {a8.shape[1]}x{a8.shape[0]}, its input {b8.shape[1]}x{b8.shape[0]}")
@@ -334,7 +340,7 @@ def write_html_report(path: str | Path, records: Iterable[dict], header: dict | 
         if item is None:  # over --html-max-images: in the table only, scored from the record
             if record.get("truth") and record.get("ssim") is not None:
                 try:
-                    rows.append(_row(record, read_picture(record["input"]).pixels, read_picture(record["truth"]).pixels,
+                    rows.append(_row(record, _read(record["input"]), _read(record["truth"]),
                                      None, None, options.protocol))
                 except LMFNError as exc:
                     log.warning("%s: left out of the report: %s", one_line(record["input"]), exc)

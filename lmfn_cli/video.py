@@ -50,7 +50,7 @@ class VideoError(ImageError):
 
 
 def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    return Path(str(path)).suffix.lower() in VIDEO_EXTENSIONS  # str(): a URI (uris.URI) too
 
 
 def partial_name(dst: Path) -> Path:

@@ -72,3 +72,47 @@ def requires_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not available")
     return path
+
+
+@pytest.fixture(scope="session")
+def s3_store() -> Iterator[str]:
+    """An S3-compatible store on 127.0.0.1 (moto's server, in its own process: pyarrow's S3
+    client holds the GIL in places, so an in-process Python server could deadlock), with the
+    ``AWS_*`` variables pointing every later process at it; yields a fresh bucket's name.
+    Start it before Ray so that Ray's workers inherit the variables."""
+    pytest.importorskip("moto")
+    pytest.importorskip("pyarrow.fs")
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint + "/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.2)
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        req = urllib.request.Request(f"{endpoint}/lmfn-test", method="PUT")  # CreateBucket
+        urllib.request.urlopen(req, timeout=10).close()
+        try:
+            yield "lmfn-test"
+        finally:
+            proc.terminate()
+            proc.wait(10)

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import natural_like
-from lmfn_cli.batch import BatchOptions, run_batch
+from lmfn_cli.batch import BatchOptions, Settings, run_batch
 from lmfn_cli.cli import main
 from lmfn_cli.errors import ConfigError
 from lmfn_cli.images import write_image
@@ -22,8 +22,12 @@ from lmfn_cli.engines.ray import RayEngine, RayOptions, require_ray  # noqa: E40
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray():
+def local_ray(request):
     require_ray()
+    try:  # the local S3 store first: the workers must inherit its AWS_* variables
+        request.getfixturevalue("s3_store")
+    except pytest.skip.Exception:
+        pass
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
@@ -63,7 +67,6 @@ def test_two_workers_and_a_skip_existing_rerun(tmp_path, photos, tiny_model):
     first = list(run_batch([str(blur)], tmp_path / "out", BatchOptions(), model=tiny_model, engine=engine))
     assert sorted(r.status for r in first) == ["failed"] + ["ok"] * 5
     (tmp_path / "out" / "p1.png").unlink()
-    from lmfn_cli.batch import Settings
 
     again = run_batch([str(blur)], tmp_path / "out", BatchOptions(settings=Settings(skip_existing=True)), model=tiny_model,
                       engine=engine)
@@ -148,3 +151,39 @@ def test_a_worker_that_dies_is_restarted_and_the_run_finishes(tmp_path, photos, 
                              engine=RayEngine(RayOptions(address="auto"), actor_class=DiesOnce)))
     assert marker.exists()  # it did die
     assert sorted(r.status for r in records) == ["failed"] + ["ok"] * 5  # and every image was still done
+
+
+def test_s3_inputs_and_outputs_give_the_local_engines_bytes(tmp_path, photos, tiny_model, s3_store):
+    from lmfn_cli.uris import URI
+
+    blur, _ = photos
+    prefix = f"s3://{s3_store}/ray-{tmp_path.name}"
+    for p in blur.iterdir():
+        fs, path = URI(f"{prefix}/in/{p.name}").filesystem()
+        with fs.open_output_stream(path) as f:
+            f.write(p.read_bytes())
+    local = list(run_batch([str(blur)], tmp_path / "local", BatchOptions(), model=tiny_model))
+    engine = RayEngine(RayOptions(address="auto", workers=1))
+    on_ray = list(run_batch([f"{prefix}/in/"], f"{prefix}/out", BatchOptions(), model=tiny_model, engine=engine))
+    assert [(Path(r.input).name, r.status, r.error) for r in local] == \
+           [(r.input.rsplit("/", 1)[1], r.status, r.error.replace(prefix + "/in", str(blur)) if r.error else None)
+            for r in on_ray]
+    assert on_ray[0].input == f"{prefix}/in/broken.png"
+    for out in (tmp_path / "local").iterdir():
+        assert URI(f"{prefix}/out/{out.name}").read_bytes() == out.read_bytes(), out.name
+    fs, path = URI(f"{prefix}/out").filesystem()
+    import pyarrow.fs
+
+    names = sorted(i.base_name for i in fs.get_file_info(pyarrow.fs.FileSelector(path)))
+    assert names == sorted(p.name for p in (tmp_path / "local").iterdir())  # no temporary left
+
+    again = list(run_batch([f"{prefix}/in/"], f"{prefix}/out", BatchOptions(settings=Settings(skip_existing=True)),
+                           model=tiny_model, engine=engine))
+    assert sorted(r.status for r in again) == ["failed"] + ["skipped"] * 5
+
+
+def test_inputs_from_two_filesystems_are_refused(tmp_path, photos, tiny_model, s3_store):
+    blur, _ = photos
+    with pytest.raises(ConfigError, match="one filesystem at a time"):
+        list(run_batch([str(blur / "p0.png"), f"file://{blur}/p1.png"], tmp_path / "out", BatchOptions(),
+                       model=tiny_model, engine=RayEngine(RayOptions(address="auto"))))

@@ -12,16 +12,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import ConfigError, LMFNError, one_line
 from ..images import DEFAULT_MAX_PIXELS, FORMATS
+from ..uris import location
 from ..video import VIDEO_FORMATS, is_video
 from . import main
-from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
+from .options import (EXIT_FAILED, FolderType, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
                       html_max_images_option, model_run_options, protocol_options, report_option, stderr)
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "out", required=True, metavar="DIR|-",
-              help="Folder for the results (made if missing), or - to write the one image to stdout (needs -f).")
+              help="Folder for the results (made if missing), a URI such as s3://bucket/out/, or - to write the one "
+                   "image to stdout (needs -f).")
 @click.option("-r", "--recursive", is_flag=True, help="Take images in sub-folders too, keeping the folder structure under OUT.")
 @click.option("-f", "--format", "fmt", type=click.Choice(["same", *FORMATS, *VIDEO_FORMATS]), default="same",
               show_default=True, help="Output format; same keeps each input's. An image format applies to images, "
@@ -38,8 +40,8 @@ from .options import (EXIT_FAILED, EXIT_USAGE, _load, _load_with_info, command_l
 @model_run_options
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
-@click.option("--gt", "gt_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Folder of ground-truth sharp images: score each result (PSNR/SSIM) against its match.")
+@click.option("--gt", "gt_dir", type=FolderType(), default=None,
+              help="Folder (or URI) of ground-truth sharp images: score each result (PSNR/SSIM) against its match.")
 @click.option("--pair-by", type=click.Choice(["stem", "order"]), default="stem", show_default=True,
               help="Match results to --gt files by name (case and extension ignored) or by sorted order.")
 @protocol_options
@@ -144,7 +146,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
                     runner = RayEngine(RayOptions(ray_address, workers, cpus_per_worker, gpus_per_worker), device=device)
                 except ConfigError as exc:
                     raise click.UsageError(str(exc)) from None
-            _deblur_batch(list(inputs), Path(out), options, weights, model_name, device, as_json, quiet, runner)
+            _deblur_batch(list(inputs), location(out), options, weights, model_name, device, as_json, quiet, runner)
     except _Terminated:
         raise fail("terminated; finished images are complete, the one in progress was not written", 143) from None
     except KeyboardInterrupt:
@@ -165,12 +167,13 @@ def _deblur_to_stdout(source: str, fmt: str, settings, weights: Path | None, mod
                       quiet: bool) -> None:
     from ..batch import deblur_picture
     from ..images import encode_picture, read_picture
+    from ..uris import read_picture_at
 
     try:
         if source == "-":
             picture = read_picture(click.get_binary_stream("stdin").read(), name="<stdin>", max_pixels=settings.max_pixels)
         else:
-            picture = read_picture(Path(source), max_pixels=settings.max_pixels)
+            picture = read_picture_at(location(source), max_pixels=settings.max_pixels)
     except LMFNError as exc:
         raise fail(str(exc), EXIT_FAILED) from None
     model = _load(weights, device, quiet, model_name)

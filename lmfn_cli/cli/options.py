@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from ..errors import UnknownWeightsError, WeightsError
+from ..errors import LMFNError, UnknownWeightsError, WeightsError
 from ..evaluation import SSIM_VARIANTS
 from ..inference import PRECISIONS
 from ..tiling import DEFAULT_OVERLAP, MIN_TILE
@@ -123,6 +123,25 @@ def _load_with_info(weights: Path | None, device_name: str, quiet: bool = False,
     info = {"name": model_name or Path(path).stem, "file": str(path), "sha256": file_sha256(path),
             "parameters": sum(p.numel() for p in model.parameters())}
     return model, info
+
+
+class FolderType(click.ParamType):
+    """An existing local folder (as a ``Path``) or a URI such as ``s3://bucket/truth/`` (as a
+    ``uris.URI``, checked when the batch is planned)."""
+
+    name = "DIR|URI"
+
+    def convert(self, value, param, ctx):
+        from ..uris import URI, is_uri
+
+        if isinstance(value, (Path, URI)):
+            return value
+        if is_uri(value):
+            try:
+                return URI(value)
+            except LMFNError as exc:
+                self.fail(str(exc), param, ctx)
+        return click.Path(exists=True, file_okay=False, path_type=Path).convert(value, param, ctx)
 
 
 class TileType(click.ParamType):

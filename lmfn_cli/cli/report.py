@@ -8,11 +8,11 @@ import click
 
 from ..errors import LMFNError, one_line
 from . import main
-from .options import EXIT_FAILED, fail, html_max_images_option, protocol_options
+from .options import EXIT_FAILED, FolderType, fail, html_max_images_option, protocol_options
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("out_dir", type=FolderType())
 @click.option("-o", "--output", "html_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.html", help="Where the report goes [default: OUT/report.html].")
 @html_max_images_option

@@ -9,10 +9,11 @@ weights sent through the object store), which decode, deblur, score and write ea
 ``batch.deblur_file``: the same code as the local engine, so the same temporary file and rename,
 and byte-identical outputs. Records stream back to the driver in input order.
 
-Paths must be on storage every node sees (a local path on a one-machine cluster, NFS or another
-shared mount on a real one); before anything runs, a small task on every node checks that it
-sees the first input and can write to ``OUT``. URIs (s3://...) are refused: an output is
-written as a temporary file and renamed, which object stores cannot do.
+Paths must be on storage every node sees: a local path on a one-machine cluster, NFS or another
+shared mount on a real one, or URIs of one pyarrow filesystem (``s3://bucket/in/`` with ``-o
+s3://bucket/out/``; ``uris.URI``), which Ray Data reads and the actors write through a temporary
+object and a move. Before anything runs, a small task on every node checks that it sees the
+first input and can write to ``OUT`` (for a URI: writes and removes a small object there).
 
 Safe defaults: Ray started here (no address, or ``local``) binds no dashboard and sends no usage
 statistics; the actors leave CPU for the read tasks (otherwise Ray Data can wait forever:
@@ -34,6 +35,7 @@ from pathlib import Path
 from ..batch import Job, Record, Settings, deblur_file
 from ..errors import ConfigError, ImageError, LMFNError
 from ..model import LMFN, LMFNConfig
+from ..uris import URI, can_write
 from ..video import is_video
 
 log = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ class Deblurrer:
     def __call__(self, rows: dict) -> dict:
         out: dict[str, list] = {"record": []}
         for path, data in zip(rows["path"], rows["bytes"]):
-            job = self.jobs[_key(path)]
+            job = self.jobs[_key(path)]  # a local path, or a URI's path on its filesystem
             try:
                 record = deblur_file(self.model, job, self.settings, data=bytes(data))
             except LMFNError as exc:
@@ -100,7 +102,14 @@ class Deblurrer:
 
 
 def _key(path: str) -> str:
-    return os.path.normpath(os.path.abspath(path))
+    """Absolute local paths and a filesystem's paths (``bucket/in/a.png``) as Ray names them back."""
+    return os.path.normpath(path)
+
+
+def _read_path(src: Path | URI) -> str:
+    """What the read tasks are given for ``src``, and what they name it back: the absolute path,
+    or the URI's path on its filesystem (``bucket/in/a.png`` for S3)."""
+    return src.filesystem()[1] if isinstance(src, URI) else str(src.resolve())
 
 
 class RayEngine:
@@ -147,25 +156,33 @@ class RayEngine:
         """Every alive node must see the first input and be able to write into OUT's folder."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        first = str(jobs[0].src.resolve())
+        first = jobs[0].src.resolve()
         out = jobs[0].dst.resolve().parent
 
         @ray.remote(num_cpus=0)
-        def sees(path: str, folder: str) -> tuple[bool, bool, str]:
+        def sees(path: Path | URI, folder: Path | URI) -> tuple[bool, bool, str]:
             import socket
 
-            parent = Path(folder)
+            if isinstance(folder, URI):
+                try:
+                    seen = path.exists()
+                except OSError:
+                    seen = False
+                return seen, can_write(folder), socket.gethostname()
+            parent = folder
             while not parent.exists() and parent != parent.parent:
                 parent = parent.parent
-            return os.path.exists(path), os.access(parent, os.W_OK), socket.gethostname()
+            return path.exists(), os.access(parent, os.W_OK), socket.gethostname()
 
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                  .remote(first, str(out)) for n in nodes]
+                  .remote(first, out) for n in nodes]
         for ok_read, ok_write, host in ray.get(checks):
+            if not ok_read and isinstance(first, URI):
+                raise ConfigError(f"node {host} cannot read {first}: check that node's credentials for the store")
             if not ok_read:
                 raise ConfigError(f"node {host} does not see {first}: inputs must be on storage every node "
-                                  "mounts at the same path (NFS or another shared filesystem)")
+                                  "mounts at the same path (NFS, another shared filesystem, or a URI such as s3://)")
             if not ok_write:
                 raise ConfigError(f"node {host} cannot write to {out}: OUT must be shared and writable")
 
@@ -176,9 +193,9 @@ class RayEngine:
         """Run ``jobs`` on the cluster, yielding ``(job, record)`` in job order."""
         if not jobs:
             return
-        for job in jobs:
-            if "://" in str(job.src) or "://" in str(job.dst):
-                raise ConfigError(f"{job.src}: the Ray engine takes paths on shared storage, not URIs")
+        roots = {j.src.root if isinstance(j.src, URI) else "local files" for j in jobs}
+        if len(roots) > 1:
+            raise ConfigError(f"the Ray engine reads inputs from one filesystem at a time, not from {' and '.join(sorted(roots))}")
         if not isinstance(model, LMFN):
             raise ConfigError("the Ray engine runs PyTorch weights (.safetensors), not ONNX files")
         videos = [j for j in jobs if is_video(j.src)]
@@ -229,8 +246,11 @@ class RayEngine:
         ctx.enable_progress_bars = False
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         state_ref = [ray.put(state)]  # in a list: Ray would otherwise hand the actors the value itself
-        table = {_key(str(j.src)): j for j in jobs}
-        ds = ray.data.read_binary_files(list(table), include_paths=True,
+        table = {_key(_read_path(j.src)): j for j in jobs}
+        by_input = {str(j.src): j for j in jobs}  # what each record names as its input
+        paths = [_read_path(j.src) for j in jobs]
+        filesystem = jobs[0].src.filesystem()[0] if isinstance(jobs[0].src, URI) else None
+        ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=filesystem,
                                         ignore_missing_paths=True, override_num_blocks=min(len(jobs), 64 * opts.workers),
                                         num_cpus=_READ_CPUS)
         ds = ds.map_batches(
@@ -240,5 +260,5 @@ class RayEngine:
         for row in ds.iter_rows():
             fields = json.loads(row["record"])
             record = Record(**{k: (tuple(v) if k == "size" and v is not None else v) for k, v in fields.items()})
-            job = table[_key(record.input)]
+            job = by_input[record.input]
             yield job, ImageError(job.src, record.error or "failed") if record.status == "failed" else record
