@@ -42,6 +42,22 @@ def tiny_weights(tmp_path, tiny_model) -> Path:
 
 
 @pytest.fixture
+def photos(tmp_path) -> tuple[Path, Path]:
+    """``(in/, sharp/)``: four blurred 8-bit pictures and their sharp originals (p0-p3.png), a
+    16-bit picture without a sharp one (deep.png) and a file that is not a picture (broken.png)."""
+    from lmfn_cli.images import write_image
+
+    blur, sharp = tmp_path / "in", tmp_path / "sharp"
+    for i in range(4):
+        img = natural_like(40 + 8 * i, 48, seed=i)
+        write_image(sharp / f"p{i}.png", img)
+        write_image(blur / f"p{i}.png", ((img.astype(np.uint16) + np.roll(img, 2, axis=0)) // 2).astype(np.uint8))
+    write_image(blur / "deep.png", natural_like(32, 40).astype(np.uint16) * 257)  # 16 bits survive the trip
+    (blur / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return blur, sharp
+
+
+@pytest.fixture
 def server_path() -> str:
     """The URL path ``server`` serves its files under; a test module may override this fixture."""
     return "/"

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -31,18 +30,6 @@ def local_ray(request):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def photos(tmp_path) -> tuple[Path, Path]:
-    blur, sharp = tmp_path / "in", tmp_path / "sharp"
-    for i in range(4):
-        img = natural_like(40 + 8 * i, 48, seed=i)
-        write_image(sharp / f"p{i}.png", img)
-        write_image(blur / f"p{i}.png", ((img.astype(np.uint16) + np.roll(img, 2, axis=0)) // 2).astype(np.uint8))
-    write_image(blur / "deep.png", natural_like(32, 40).astype(np.uint16) * 257)  # 16 bits survive the trip
-    (blur / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return blur, sharp
 
 
 def test_outputs_are_byte_identical_to_the_local_engines(tmp_path, photos, tiny_model):

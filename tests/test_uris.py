@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import natural_like
 from lmfn_cli import uris
-from lmfn_cli.batch import BatchOptions, Settings, run_batch
+from lmfn_cli.batch import BatchOptions, run_batch
 from lmfn_cli.cli import main
 from lmfn_cli.errors import ConfigError, NothingToDoError, OutputExistsError
-from lmfn_cli.images import write_image
 from lmfn_cli.uris import URI, is_uri, location
 
 pafs = pytest.importorskip("pyarrow.fs")
@@ -70,18 +68,6 @@ def test_without_pyarrow_the_error_names_the_extra(monkeypatch):
 
 
 # -- file:// on the local engine ----------------------------------------------------------------
-
-
-@pytest.fixture
-def photos(tmp_path) -> tuple[Path, Path]:
-    blur, sharp = tmp_path / "in", tmp_path / "sharp"
-    for i in range(3):
-        img = natural_like(40 + 8 * i, 48, seed=i)
-        write_image(sharp / f"p{i}.png", img)
-        write_image(blur / f"p{i}.png", ((img.astype(np.uint16) + np.roll(img, 2, axis=0)) // 2).astype(np.uint8))
-    write_image(blur / "deep.png", natural_like(32, 40).astype(np.uint16) * 257)
-    (blur / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    return blur, sharp
 
 
 def test_file_uris_give_the_bytes_of_local_paths(tmp_path, photos, tiny_model):
@@ -159,7 +145,7 @@ def test_s3_command_outputs_records_and_reruns(tmp_path, photos, s3_photos, tiny
     skip = runner.invoke(main, ["deblur", f"{s3_photos}/in/p*.png", "-o", f"{s3_photos}/out", "-w", str(tiny_weights),
                                 "--skip-existing", "--json"])
     assert skip.exit_code == 0, skip.output
-    assert [json.loads(line)["status"] for line in skip.stdout.splitlines() if line.startswith("{")] == ["skipped"] * 3
+    assert [json.loads(line)["status"] for line in skip.stdout.splitlines() if line.startswith("{")] == ["skipped"] * 4
 
 
 def test_s3_missing_input_and_pattern_are_one_line_each(s3_photos, tmp_path, tiny_weights):
