@@ -174,3 +174,49 @@ def test_inputs_from_two_filesystems_are_refused(tmp_path, photos, tiny_model, s
     with pytest.raises(ConfigError, match="one filesystem at a time"):
         list(run_batch([str(blur / "p0.png"), f"file://{blur}/p1.png"], tmp_path / "out", BatchOptions(),
                        model=tiny_model, engine=RayEngine(RayOptions(address="auto"))))
+
+
+def test_a_ray_started_here_binds_no_dashboard_and_sends_no_usage_stats(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    for address in (None, "auto"):
+        RayEngine(RayOptions(address=address)).connect()
+    assert [c["include_dashboard"] for c in calls] == [False, False]
+    assert "address" not in calls[0] and calls[1]["address"] == "auto"
+    import os
+
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+def test_ctrl_c_on_the_command_stops_the_run_with_exit_130_and_only_complete_files(tmp_path, tiny_weights):
+    """A real SIGINT to a real `lmfn deblur --engine ray` that starts its own Ray."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from lmfn_cli.images import read_picture
+
+    for i in range(60):
+        write_image(tmp_path / "in" / f"q{i:02d}.png", natural_like(128, 160, seed=i))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "lmfn_cli", "deblur", str(tmp_path / "in"), "-o", str(out),
+                             "-w", str(tiny_weights), "--engine", "ray", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_ADDRESS": ""})
+    deadline = time.monotonic() + 240
+    while not (out.exists() and any(not p.name.startswith(".") for p in out.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    written = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    time.sleep(3)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == written  # the workers stopped
+    assert 1 <= len(written) < 60
+    for name in written:
+        assert read_picture(out / name).pixels.shape == (128, 160, 3)  # complete, decodable
