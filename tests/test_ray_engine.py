@@ -143,18 +143,21 @@ def test_a_worker_that_dies_is_restarted_and_the_run_finishes(tmp_path, photos, 
 def test_s3_inputs_and_outputs_give_the_local_engines_bytes(tmp_path, photos, tiny_model, s3_store):
     from lmfn_cli.uris import URI
 
-    blur, _ = photos
+    blur, sharp = photos
     prefix = f"s3://{s3_store}/ray-{tmp_path.name}"
-    for p in blur.iterdir():
-        fs, path = URI(f"{prefix}/in/{p.name}").filesystem()
-        with fs.open_output_stream(path) as f:
-            f.write(p.read_bytes())
-    local = list(run_batch([str(blur)], tmp_path / "local", BatchOptions(), model=tiny_model))
+    for folder, name in ((blur, "in"), (sharp, "sharp")):
+        for p in folder.iterdir():
+            fs, path = URI(f"{prefix}/{name}/{p.name}").filesystem()
+            with fs.open_output_stream(path) as f:
+                f.write(p.read_bytes())
+    local = list(run_batch([str(blur)], tmp_path / "local", BatchOptions(gt_dir=sharp), model=tiny_model))
     engine = RayEngine(RayOptions(address="auto", workers=1))
-    on_ray = list(run_batch([f"{prefix}/in/"], f"{prefix}/out", BatchOptions(), model=tiny_model, engine=engine))
-    assert [(Path(r.input).name, r.status, r.error) for r in local] == \
-           [(r.input.rsplit("/", 1)[1], r.status, r.error.replace(prefix + "/in", str(blur)) if r.error else None)
-            for r in on_ray]
+    on_ray = list(run_batch([f"{prefix}/in/"], f"{prefix}/out", BatchOptions(gt_dir=f"{prefix}/sharp"), model=tiny_model,
+                            engine=engine))
+    assert [(Path(r.input).name, r.status, r.error, r.psnr, r.ssim) for r in local] == \
+           [(r.input.rsplit("/", 1)[1], r.status, r.error.replace(prefix + "/in", str(blur)) if r.error else None,
+             r.psnr, r.ssim) for r in on_ray]
+    assert sum(r.truth is not None for r in on_ray) == 4 and on_ray[-1].truth.startswith(f"{prefix}/sharp/")
     assert on_ray[0].input == f"{prefix}/in/broken.png"
     for out in (tmp_path / "local").iterdir():
         assert URI(f"{prefix}/out/{out.name}").read_bytes() == out.read_bytes(), out.name
