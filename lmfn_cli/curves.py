@@ -35,12 +35,16 @@ def validation_gains(entries: list[dict]) -> dict[str, list[tuple[int, float]]]:
     for e in entries:
         if "val_psnr" not in e:
             continue
-        per_set = [k for k in e if k.startswith("val_") and k.endswith("/psnr")]
+        # the raw weights' sets; a run with ``ema`` also logs ``val_ema_<name>/psnr`` (gains
+        # measured against the same ``val_<name>/input_psnr``), drawn as ``ema <name>``
+        per_set = [k for k in e if k.startswith("val_") and not k.startswith("val_ema_") and k.endswith("/psnr")]
         if not per_set:
             out.setdefault("val", []).append((e["step"], e["val_psnr"] - e["val_input_psnr"]))
         for k in per_set:
             name = k[len("val_"):-len("/psnr")]
             out.setdefault(name, []).append((e["step"], e[k] - e[k.replace("/psnr", "/input_psnr")]))
+            if f"val_ema_{name}/psnr" in e:
+                out.setdefault(f"ema {name}", []).append((e["step"], e[f"val_ema_{name}/psnr"] - e[k.replace("/psnr", "/input_psnr")]))
     return out
 
 

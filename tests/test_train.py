@@ -318,11 +318,12 @@ def test_ema_is_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path, 
 
 def test_ema_is_validated_and_exported(tmp_path, pairs_dir):
     run = tmp_path / "run"
-    train(tiny_cfg(pairs_dir, ema=0.5), run)
+    train(tiny_cfg(pairs_dir, ema=0.5, val=(str(pairs_dir), str(pairs_dir))), run)  # two sets: per-set keys
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     vals = [e for e in log if "val_psnr" in e]
     assert all("val_ema_psnr" in e and "val_ema_ssim" in e for e in vals)
     assert vals[0]["val_ema_psnr"] == vals[0]["val_psnr"]  # both are the starting weights
+    assert (run / "curve.png").exists()
     path = export_weights(run, tmp_path / "ema.safetensors", which="ema")
     _, tensors, meta = read_weights(path)
     ema = load_checkpoint(run / "checkpoint.pt")["ema"]
