@@ -27,7 +27,7 @@ from .inference import restore
 from .model import LMFN
 from .report import RecordLog, ReportOptions, now, write_html_report
 from .tiling import DEFAULT_OVERLAP
-from .uris import URI, expand_uri, is_uri, location, read_picture_at, write_picture_at
+from .uris import URI, expand_uri, has_glob, is_uri, location, read_picture_at, write_picture_at
 from .uris import remove_stale_temporaries as remove_stale_objects
 from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
@@ -80,10 +80,6 @@ class Record:
     fps: float | None = None
 
 
-def _has_glob(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
 def _images_in(folder: Path, recursive: bool, exclude: Path | URI | None) -> list[Path]:
     walk = folder.rglob("*") if recursive else folder.iterdir()
     found = []
@@ -115,7 +111,7 @@ def expand_inputs(inputs: list[str], *, recursive: bool = False,
             problems += uri_problems
             continue
         item = Path(text)
-        if item.exists() or not _has_glob(text):
+        if item.exists() or not has_glob(text):
             matches = [item]
         else:
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]

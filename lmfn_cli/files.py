@@ -96,6 +96,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.lmfn-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.part")
+
+
+def is_stale_temporary(file_name: str, dest_names: set[str]) -> bool:
+    """Whether ``file_name`` is a temporary ``atomic_path`` (or ``uris.write_bytes``) made for one
+    of ``dest_names`` on this machine, by a process that no longer exists."""
+    m = _TEMPORARY.fullmatch(file_name)
+    return bool(m) and m["name"] in dest_names and m["host"] == _host() and not _alive(int(m["pid"]))
+
+
 def remove_stale_temporaries(dests: list[Path]) -> list[Path]:
     """Remove the temporary files a killed run left for ``dests``; return those removed.
 
@@ -103,8 +113,6 @@ def remove_stale_temporaries(dests: list[Path]) -> list[Path]:
     process that no longer exists, are removed: a temporary of a run still writing (another
     ``lmfn deblur`` on the same folder) or of another machine (a shared disk) is left alone.
     """
-    me = _host()
-    pattern = re.compile(r"\.(?P<name>.+)\.lmfn-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.part")
     by_folder: dict[Path, set[str]] = {}
     for d in dests:
         by_folder.setdefault(Path(d).parent, set()).add(Path(d).name)
@@ -115,8 +123,7 @@ def remove_stale_temporaries(dests: list[Path]) -> list[Path]:
         except OSError:
             continue  # no folder yet: nothing stale in it
         for entry in entries:
-            m = pattern.fullmatch(entry.name)
-            if not m or m["name"] not in names or m["host"] != me or _alive(int(m["pid"])):
+            if not is_stale_temporary(entry.name, names):
                 continue
             if entry.is_file(follow_symlinks=False):
                 try:

@@ -27,12 +27,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ConfigError, ImageError, OutputExistsError
-from .files import temporary_prefix
+from .files import is_stale_temporary, temporary_prefix
 from .images import Picture, encode_picture, format_of, read_picture, write_picture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["URI", "is_uri", "location", "expand_uri", "list_images", "read_picture_at", "write_picture_at",
+__all__ = ["URI", "is_uri", "has_glob", "location", "expand_uri", "list_images", "read_picture_at", "write_picture_at",
            "write_bytes", "remove_stale_temporaries", "can_write"]
 
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://(?P<rest>.*)$")  # two letters at least: not C://
@@ -222,7 +222,8 @@ def list_images(folder: URI, suffixes: set[str], *, recursive: bool = False,
     return sorted(found, key=str)
 
 
-def _has_glob(text: str) -> bool:
+def has_glob(text: str) -> bool:
+    """Whether ``text`` holds a glob pattern (``*``, ``?`` or ``[``)."""
     return any(ch in text for ch in "*?[")
 
 
@@ -245,7 +246,7 @@ def expand_uri(text: str, suffixes: set[str], *, recursive: bool = False,
                 hint = "" if recursive else " (use -r for sub-folders)"
                 return [], [ImageError(uri, f"folder holds no images{hint}")]
             return [(f, f.relative_to(uri)) for f in found], []
-        if _has_glob(uri.name) and not any(_has_glob(p) for p in uri.parent.parts):
+        if has_glob(uri.name) and not any(has_glob(p) for p in uri.parent.parts):
             matches = [f for f in list_images(uri.parent, suffixes, exclude=exclude) if fnmatch.fnmatchcase(f.name, uri.name)]
             if not matches:
                 return [], [ImageError(text, "no files match this pattern")]
@@ -254,7 +255,7 @@ def expand_uri(text: str, suffixes: set[str], *, recursive: bool = False,
         return [], [ImageError(text, str(exc).removeprefix(f"{uri.root}: "))]
     except OSError as exc:
         return [], [ImageError(text, _one_line(exc))]
-    if _has_glob(text):
+    if has_glob(text):
         return [], [ImageError(text, "a URI may have a pattern in its last part only")]
     return [], [ImageError(uri, "no such file or folder")]
 
@@ -335,15 +336,9 @@ def can_write(folder: URI) -> bool:
     return True
 
 
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.lmfn-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\.[^.]+\.part")
-
-
 def remove_stale_temporaries(dests: list[URI]) -> list[URI]:
     """``files.remove_stale_temporaries`` for URIs: remove the temporaries that processes of
     this machine which no longer run left for ``dests``; return those removed."""
-    from .files import _alive as alive, _host
-
-    me = _host()
     by_folder: dict[URI, set[str]] = {}
     for d in dests:
         by_folder.setdefault(d.parent, set()).add(d.name)
@@ -356,8 +351,7 @@ def remove_stale_temporaries(dests: list[URI]) -> list[URI]:
         except OSError:
             continue
         for info in infos:
-            m = _TEMPORARY.fullmatch(info.base_name)
-            if info.type.name != "File" or not m or m["name"] not in names or m["host"] != me or alive(int(m["pid"])):
+            if info.type.name != "File" or not is_stale_temporary(info.base_name, names):
                 continue
             try:
                 fs.delete_file(info.path)

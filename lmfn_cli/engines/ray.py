@@ -163,16 +163,16 @@ class RayEngine:
         def sees(path: Path | URI, folder: Path | URI) -> tuple[bool, bool, str]:
             import socket
 
+            try:
+                seen = path.exists()
+            except OSError:  # a store that refuses this node
+                seen = False
             if isinstance(folder, URI):
-                try:
-                    seen = path.exists()
-                except OSError:
-                    seen = False
                 return seen, can_write(folder), socket.gethostname()
             parent = folder
             while not parent.exists() and parent != parent.parent:
                 parent = parent.parent
-            return path.exists(), os.access(parent, os.W_OK), socket.gethostname()
+            return seen, os.access(parent, os.W_OK), socket.gethostname()
 
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         checks = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
@@ -248,9 +248,8 @@ class RayEngine:
         state_ref = [ray.put(state)]  # in a list: Ray would otherwise hand the actors the value itself
         table = {_key(_read_path(j.src)): j for j in jobs}
         by_input = {str(j.src): j for j in jobs}  # what each record names as its input
-        paths = [_read_path(j.src) for j in jobs]
         filesystem = jobs[0].src.filesystem()[0] if isinstance(jobs[0].src, URI) else None
-        ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=filesystem,
+        ds = ray.data.read_binary_files(list(table), include_paths=True, filesystem=filesystem,
                                         ignore_missing_paths=True, override_num_blocks=min(len(jobs), 64 * opts.workers),
                                         num_cpus=_READ_CPUS)
         ds = ds.map_batches(
