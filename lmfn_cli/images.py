@@ -27,19 +27,17 @@ Where an output format cannot hold the data: 16-bit to JPEG/WebP/BMP is rounded 
 warning), gray to WebP becomes RGB, gray + alpha to WebP or BMP becomes RGBA, and alpha to JPEG
 is an error. Multi-frame files give their first frame.
 
-Every failure is an ``ImageError`` naming the file, never a library's own exception. Writes are
+Every failure is an ``ImageError`` naming the file, never a library's own exception; what the
+decoders log or warn meanwhile goes to DEBUG naming it (``decoder_logs``). Writes are
 atomic (``files.atomic_path``): the whole file is encoded first, then appears under its name
 at once, or not at all.
 """
 
 from __future__ import annotations
 
-import ctypes
-import importlib
 import io
 import logging
 import struct
-import threading
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -52,7 +50,8 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, OutputExistsError, one_line
+from .decoder_logs import decoding
+from .errors import ImageError, OutputExistsError
 from .files import atomic_path
 
 __all__ = [
@@ -71,82 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# The file this thread is decoding (read_picture sets it), for _DecoderLogs.
-_decoding = threading.local()
-
-
-class _DecoderLogs(logging.Filter):
-    """While a thread decodes a file, hold back what tifffile and imagecodecs (libpng) log about
-    it: their lines name no file ("<tifffile.TiffPage 0 @8> incorrect StripByteCounts count",
-    "PNG warning: eXIf: CRC error"), and a damaged file already gets its own one error line. They
-    go to this module's logger at DEBUG instead, naming the file (``lmfn -vv`` shows them)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        name = getattr(_decoding, "name", None)
-        if name is None:
-            return True
-        log.debug("%s: %s says: %s", one_line(name), record.name, one_line(record.getMessage()))
-        return False
-
-
-_DECODER_LOGS = _DecoderLogs()
-for _name in ("tifffile", "imagecodecs"):
-    logging.getLogger(_name).addFilter(_DECODER_LOGS)
-
-_show_warning = warnings.showwarning
-
-
-def _decoder_warning(message, category, filename, lineno, file=None, line=None):
-    """The same for Python warnings (Pillow's "Corrupt EXIF data", "Truncated File Read"): they
-    name no file and print two raw lines on stderr. A warning raised in a thread while it
-    decodes goes to DEBUG naming the file; every other warning is shown as before. (A hook, as
-    ``logging.captureWarnings`` installs one: ``warnings.catch_warnings`` is not thread-safe,
-    and files are decoded in a background thread.)"""
-    name = getattr(_decoding, "name", None)
-    if name is None:
-        return _show_warning(message, category, filename, lineno, file, line)
-    log.debug("%s: %s: %s", one_line(name), category.__name__, one_line(message))
-
-
-warnings.showwarning = _decoder_warning
-
-
-_TIFF_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p)
-
-
-@_TIFF_HANDLER
-def _libtiff_message(module: bytes | None, fmt: bytes | None, _args) -> None:
-    """And for libtiff inside Pillow, which prints "LZWDecode: Not enough data at scanline 0"
-    straight to stderr: the message (its printf format, unformatted: the arguments are a C
-    va_list) goes to DEBUG naming the file, or to this module's logger at INFO outside a decode."""
-    text = f"{(module or b'libtiff').decode('latin-1')}: {(fmt or b'').decode('latin-1')}"
-    name = getattr(_decoding, "name", None)
-    if name is None:
-        log.info("libtiff: %s", text)
-    else:
-        log.debug("%s: libtiff says: %s", one_line(name), one_line(text))
-
-
-def _route_libtiff_messages() -> None:
-    """Point the error and warning handlers of the libtiff that Pillow loaded at
-    ``_libtiff_message``. Linux only (the library is found in /proc/self/maps); elsewhere
-    libtiff keeps printing its lines."""
-    try:
-        importlib.import_module("PIL._imaging")  # loads Pillow's libtiff
-
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "libtiff" in line.split()[-1]}  # the path field
-        for path in paths:
-            lib = ctypes.CDLL(path)  # the library already loaded: dlopen returns it
-            for setter in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
-                getattr(lib, setter).restype = ctypes.c_void_p
-                getattr(lib, setter)(_libtiff_message)
-    except (OSError, AttributeError, ImportError) as exc:
-        log.debug("libtiff messages stay on stderr: %s", exc)
-
-
-_route_libtiff_messages()
 
 FORMATS: tuple[str, ...] = ("png", "jpg", "webp", "tiff", "bmp")
 EXTENSION = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
@@ -244,9 +167,9 @@ def read_picture(
         data = _read_file(Path(source), name)
     if not data:
         raise ImageError(name, "is empty (0 bytes)")
-    _decoding.name = name
     try:
-        return _checked(_decode(data, name, max_pixels), name)
+        with decoding(name):  # what the decoders log or warn meanwhile goes to DEBUG, naming the file
+            return _checked(_decode(data, name, max_pixels), name)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -255,8 +178,6 @@ def read_picture(
         raise ImageError(name, "not enough memory to decode it") from None
     except Exception as exc:  # the three libraries raise many types for truncated or corrupt data
         raise ImageError(name, f"cannot decode ({_one_line(exc)})") from None
-    finally:
-        _decoding.name = None
 
 
 def _checked(picture: Picture, name: str | Path) -> Picture:
