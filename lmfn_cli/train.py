@@ -395,6 +395,10 @@ class TrainSession:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(),
+                # what this run computes in, so that a resume continues exactly (see train())
+                "precision": precision_name(self.amp_dtype),
+                "channels_last": self.channels_last,
+                "device_type": self.device.type,
                 **({"ema": self.ema_model.state_dict()} if self.ema_model is not None else {}),
                 "step": self.state.step,
                 "elapsed": self.state.elapsed,
@@ -404,6 +408,37 @@ class TrainSession:
             },
             self.run_dir / "checkpoint.pt",
         )
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``None`` (no autocast) -> ``fp32``; ``torch.bfloat16`` -> ``bf16``; ``torch.float16`` -> ``fp16``."""
+    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def _session_numerics(ckpt: dict | None, device: torch.device, precision: str | None,
+                      channels_last: bool | None) -> tuple[str, bool]:
+    """The precision to resolve and the layout for this session of a run.
+
+    A new run: ``precision`` (``None``: ``auto``) and ``channels_last`` (``None``: yes). A resumed
+    run: what its checkpoint recorded, so that a timing probe cannot switch a resumed run to
+    other arithmetic than the run it continues; chosen anew where the run moved to another kind
+    of device, where the checkpoint predates the record, or where the caller gives a value.
+    """
+    recorded = ckpt.get("precision") if ckpt is not None else None
+    same_device = ckpt is not None and ckpt.get("device_type") == device.type
+    if recorded is not None and same_device:
+        if precision is None:
+            precision = recorded
+        elif precision != recorded:
+            log.warning("precision %s given; the run so far computed in %s, so it does not continue bit-exactly",
+                        precision, recorded)
+        if channels_last is None:
+            channels_last = ckpt.get("channels_last", True)
+    elif ckpt is not None:
+        log.info("the checkpoint records no precision for a %s device: choosing anew", device.type)
+    # NHWC was faster everywhere we measured: 1.15x in fp32 on a 2-core AVX2 CPU, 1.6x under
+    # bf16 on an AMX CPU (benchmarks/train_speed.py); on CUDA it is what cuDNN prefers
+    return precision or "auto", True if channels_last is None else channels_last
 
 
 def train(
@@ -416,7 +451,7 @@ def train(
     max_minutes: float | None = None,
     steps: int | None = None,
     workers: int = 0,
-    precision: str = "auto",
+    precision: str | None = None,
     channels_last: bool | None = None,
     recipe: Recipe | None = None,
     on_log: Callable[[dict], None] | None = None,
@@ -432,9 +467,13 @@ def train(
     ``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` autocast (``lmfn_cli.precision``:
     ``auto`` is bf16 on a CPU with native bf16 when a 20-step probe shows it faster, bf16 on
     CUDA GPUs that have it, else fp32 / fp16). ``channels_last``: NHWC layout (``None``: yes, it was
-    faster on every machine measured). Precision and layout are chosen anew on every resume,
-    for the machine it runs on; the weights are fp32 throughout. ``recipe``: the recipe the
-    config came from, recorded in the checkpoint and the exported weights.
+    faster on every machine measured). Both are resolved once, when the run starts, and recorded
+    in its checkpoint: a resume (``precision`` and ``channels_last`` left ``None``) uses the
+    recorded choice, so it continues exactly whatever a timing probe would say today. They are
+    chosen anew only when the run moves to another kind of device, or when given explicitly
+    (a different choice is logged: from there on the run is no longer bit-exact). The weights
+    are fp32 throughout. ``recipe``: the recipe the config came from, recorded in the
+    checkpoint and the exported weights.
     """
     from .precision import probe_step_seconds, resolve_precision
 
@@ -454,11 +493,8 @@ def train(
         sample = batches[state.step % len(batches)][0].to(device)
         return probe_step_seconds(model, sample, dtype, channels_last=channels_last is not False)
 
+    precision, channels_last = _session_numerics(ckpt, device, precision, channels_last)
     amp_dtype = resolve_precision(precision, device, probe)
-    if channels_last is None:
-        # NHWC was faster everywhere we measured: 1.15x in fp32 on a 2-core AVX2 CPU, 1.6x under
-        # bf16 on an AMX CPU (benchmarks/train_speed.py); on CUDA it is what cuDNN prefers
-        channels_last = True
     if channels_last:
         model.to(memory_format=torch.channels_last)
     ema_model = None
@@ -466,7 +502,7 @@ def train(
         ema_model = copy.deepcopy(model).requires_grad_(False)
         if ckpt is not None and "ema" in ckpt:
             ema_model.load_state_dict(ckpt["ema"])
-    log.info("precision %s, %s layout", "fp32" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+    log.info("precision %s, %s layout", precision_name(amp_dtype),
              "channels-last" if channels_last else "contiguous")
     session = TrainSession(cfg, run_dir, device, model, optimizer, state, provenance, val_sets,
                            amp_dtype, channels_last, on_log, ema_model=ema_model)

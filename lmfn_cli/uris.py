@@ -342,7 +342,9 @@ def remove_stale_temporaries(dests: list[URI]) -> list[URI]:
     by_folder: dict[URI, set[str]] = {}
     for d in dests:
         by_folder.setdefault(d.parent, set()).add(d.name)
-    removed = []
+    removed: list[URI] = []
+    if not dests:
+        return removed
     pafs = _pyarrow_fs()
     for folder, names in by_folder.items():
         fs, path = folder.filesystem()

@@ -15,12 +15,28 @@ def readme() -> str:
     return (ROOT / "README.md").read_text()
 
 
-def test_readme_test_command_is_what_ci_runs(readme):
-    ci = (ROOT / ".ci" / "run").read_text().split("line for line", 1)[1].splitlines()[1:]
+def _ci_steps(marker: str, end: str | None = None) -> list[str]:
+    """The command lines of .ci/run after the comment line holding ``marker`` (up to ``end``)."""
+    ci = (ROOT / ".ci" / "run").read_text().split(marker, 1)[1].splitlines()[1:]
+    if end is not None:
+        ci = ci[: next(i for i, line in enumerate(ci) if end in line)]
     steps = [line.strip() for line in ci if line.strip() and not line.startswith("#")]
-    assert steps, "no steps after the marker in .ci/run"
+    assert steps, f"no steps after {marker!r} in .ci/run"
+    return steps
+
+
+def test_readme_test_command_is_what_ci_runs(readme):
+    steps = _ci_steps("the README's test command, line for line")
     command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "pytest" in line)
     assert [s.strip() for s in command.split("&&")[2:]] == steps
+
+
+def test_readme_quick_start_is_what_ci_runs_first(readme):
+    """CI runs the quick start itself, in a venv with `pip install .` alone."""
+    steps = _ci_steps("the README's quick start, line for line", "end of the quick start")
+    command = next(line for line in readme.splitlines() if line.startswith("python3 -m venv") and "lmfn deblur" in line)
+    assert [s.strip() for s in command.split("&&")[2:]] == steps
+    assert "pip install ." in steps and not any("[" in s for s in steps)  # no extra
 
 
 def test_readme_parameter_tables_match_the_model(readme):

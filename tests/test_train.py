@@ -65,17 +65,76 @@ def test_training_runs_end_to_end_and_writes_its_files(tmp_path, pairs_dir):
     assert load_model(run / "best.safetensors").config == TINY
 
 
-def test_resume_continues_exactly(tmp_path, pairs_dir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly(tmp_path, pairs_dir, precision):
     cfg = tiny_cfg(pairs_dir, val=None)
-    train(cfg, tmp_path / "straight")
-    train(dataclasses.replace(cfg, steps=4), tmp_path / "split")
-    state = train(None, tmp_path / "split", resume=True, steps=8)
+    train(cfg, tmp_path / "straight", precision=precision)
+    train(dataclasses.replace(cfg, steps=4), tmp_path / "split", precision=precision)
+    state = train(None, tmp_path / "split", resume=True, steps=8)  # the run's recorded precision
     assert state.step == 8
-    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
-    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert a["precision"] == b["precision"] == precision and a["channels_last"] is b["channels_last"] is True
+    a, b = a["model"], b["model"]
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def _force_probe(monkeypatch, choice: str) -> list:
+    """A CPU with native bf16 whose timing probe makes ``auto`` choose ``choice``; returns the
+    list of the dtypes probed (the probe's calls)."""
+    from lmfn_cli import precision as prec
+
+    calls = []
+
+    def probe_step_seconds(model, batch, dtype, channels_last, steps=20, warmup=2):
+        calls.append(dtype)
+        return 0.1 if (dtype is None) == (choice == "fp32") else 0.2
+
+    monkeypatch.setattr(prec, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(prec, "probe_step_seconds", probe_step_seconds)
+    return calls
+
+
+@pytest.mark.parametrize("first, later", [("bf16", "fp32"), ("fp32", "bf16")])
+def test_auto_precision_is_chosen_once_per_run_and_kept_on_resume(tmp_path, pairs_dir, monkeypatch, first, later):
+    """The probe's timing noise (it chose bf16 in one process and fp32 in the next) must not
+    change the arithmetic of a resumed run: the straight run and the split run end equal."""
+    cfg = tiny_cfg(pairs_dir, val=None)
+    calls = _force_probe(monkeypatch, first)
+    train(cfg, tmp_path / "straight")
+    train(dataclasses.replace(cfg, steps=4), tmp_path / "split")
+    assert len(calls) == 4  # each new run probed both precisions once
+    calls = _force_probe(monkeypatch, later)  # the probe now says the opposite
+    train(None, tmp_path / "split", resume=True, steps=8)
+    assert calls == []  # a resume does not probe: it uses the recorded choice
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")
+    assert a["precision"] == b["precision"] == first
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_a_resume_given_another_precision_uses_it_and_says_so(tmp_path, pairs_dir, caplog):
+    cfg = tiny_cfg(pairs_dir, val=None, steps=2)
+    train(cfg, tmp_path / "run", precision="fp32")
+    with caplog.at_level("WARNING", logger="lmfn_cli.train"):
+        train(None, tmp_path / "run", resume=True, steps=4, precision="bf16")
+    assert "does not continue bit-exactly" in caplog.text
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["precision"] == "bf16"
+
+
+def test_a_checkpoint_from_another_device_chooses_precision_anew(tmp_path, pairs_dir, monkeypatch):
+    cfg = tiny_cfg(pairs_dir, val=None, steps=2)
+    train(cfg, tmp_path / "run", precision="bf16")
+    path = tmp_path / "run" / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    ckpt["device_type"], ckpt["precision"] = "cuda", "fp16"  # as a GPU run would have left it
+    torch.save(ckpt, path)
+    calls = _force_probe(monkeypatch, "fp32")
+    train(None, tmp_path / "run", resume=True, steps=4)
+    assert calls and load_checkpoint(path)["precision"] == "fp32"
 
 
 def test_a_new_run_never_replaces_an_old_one(tmp_path, pairs_dir):
@@ -292,9 +351,10 @@ def test_psnr_loss_is_minus_the_mean_psnr_scaled():
     assert loss_fn(cfg, near, target).item() == pytest.approx(-0.2, abs=1e-3)
 
 
-def test_ema_is_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path, pairs_dir):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_ema_is_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path, pairs_dir, precision):
     cfg = tiny_cfg(pairs_dir, ema=0.9, steps=1, val=None)
-    train(cfg, tmp_path / "one")
+    train(cfg, tmp_path / "one", precision=precision)
     init = load_checkpoint(tmp_path / "one" / "checkpoint.pt")
     # after one step from the seeded start, ema = 0.9 * start + 0.1 * weights
     torch.manual_seed(cfg.seed)
@@ -307,8 +367,8 @@ def test_ema_is_the_moving_average_of_the_weights_and_resumes_exactly(tmp_path, 
     assert any(not torch.equal(init["ema"][k], init["model"][k]) for k in init["model"])
 
     cfg = dataclasses.replace(cfg, steps=8)
-    train(cfg, tmp_path / "straight")
-    train(dataclasses.replace(cfg, steps=4), tmp_path / "split")
+    train(cfg, tmp_path / "straight", precision=precision)
+    train(dataclasses.replace(cfg, steps=4), tmp_path / "split", precision=precision)
     train(None, tmp_path / "split", resume=True, steps=8)
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["ema"]
     b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["ema"]

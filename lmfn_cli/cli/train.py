@@ -27,6 +27,11 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--kernels", type=click.Path(file_okay=False, exists=True), help="Folder with usrnet_kernels_12.mat and lai2016_gyro/ for on-the-fly blur.")
 @click.option("--noise-prob", default=0.8, show_default=True, help="On-the-fly blur: share of pairs given sensor noise.")
 @click.option("--jpeg-prob", default=0.5, show_default=True, help="On-the-fly blur: share of pairs JPEG-compressed.")
+@click.option("--noise-model", type=click.Choice(["clipped-linear", "zero-mean"]), default="clipped-linear", show_default=True,
+              help="On-the-fly blur: zero-mean noise teaches no brightness change; clipped-linear brightens shadows.")
+@click.option("--w-none", default=0.0, show_default=True, help="On-the-fly blur: weight of unblurred pairs (the blur sources' weights sum to 1).")
+@click.option("--w-small", default=0.0, show_default=True, help="On-the-fly blur: weight of barely blurred (1-2 px) pairs.")
+@click.option("--srgb-blur-prob", default=0.0, show_default=True, help="On-the-fly blur: share of pairs blurred in sRGB values, not linear light.")
 @click.option("--kernel-split", type=click.Choice(["train", "all"]), default="train", show_default=True,
               help="train: leave out the kernels the validation sets use (USRNet 8-11, gyro_04).")
 @click.option("--val", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder for validation (e.g. made by benchmarks/validation.py --build-only). Repeatable: each set is scored, the best checkpoint has the best mean.")
@@ -56,10 +61,11 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--init", "init_weights", type=click.Path(dir_okay=False, exists=True), help="Start a new run from these weights.")
 @click.option("--max-minutes", type=float, default=None, help="Stop cleanly (with a checkpoint) after this wall time.")
 @click.option("--workers", default=0, show_default=True, help="Data loader processes (0: in the training process).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast precision. auto: bf16 on CPUs with native bf16 when a probe shows it faster, bf16 on CUDA (fp16 without it), else fp32.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
+              help="Autocast precision [default: auto for a new run; a resumed run keeps the one it recorded]. "
+                   "auto: bf16 on CPUs with native bf16 when a probe shows it faster, bf16 on CUDA (fp16 without it), else fp32.")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="NHWC layout [default: on; 1.15x faster in fp32 on a 2-core AVX2 CPU].")
+              help="NHWC layout [default: on for a new run, 1.15x faster in fp32 on a 2-core AVX2 CPU; a resumed run keeps its own].")
 @click.option("--amp/--no-amp", default=None, hidden=True, help="Deprecated: --no-amp is --precision fp32.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path), help="At the end, write the best weights here (.safetensors).")
