@@ -48,6 +48,17 @@ class TrainConfig:
     """On-the-fly blur: share of pairs given Poisson-Gaussian noise (``synth.Degradation``)."""
     jpeg_prob: float = 0.5
     """On-the-fly blur: share of blurry images JPEG-compressed (q60-95)."""
+    noise_model: Literal["clipped-linear", "zero-mean"] = "clipped-linear"
+    """On-the-fly blur: ``synth.Degradation.noise_model``. ``zero-mean`` keeps noise from
+    teaching a brightness change; ``clipped-linear`` (the default, as runs before it had) brightens
+    shadows by several levels (``benchmarks/synth_bias.py``)."""
+    w_none: float = 0.0
+    """On-the-fly blur: weight of unblurred pairs in the source mixture (``synth.SynthConfig``,
+    whose other weights sum to 1.0): they teach the network to leave sharp photos alone."""
+    w_small: float = 0.0
+    """On-the-fly blur: weight of barely blurred pairs (1-2 px random trajectories)."""
+    srgb_blur_prob: float = 0.0
+    """On-the-fly blur: share of pairs blurred in sRGB values instead of linear light."""
     kernel_split: Literal["train", "all"] = "train"
     """Which measured kernels on-the-fly blur may use: ``train`` leaves out the ones the
     validation sets are blurred with (``synth.KernelBank.split``); ``all`` uses every one."""
@@ -93,8 +104,12 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.loss not in ("mse", "l1", "charbonnier", "psnr"):
             raise TrainError(f"loss must be mse, l1, charbonnier or psnr, got {self.loss!r}")
-        if not (0 <= self.noise_prob <= 1 and 0 <= self.jpeg_prob <= 1):
-            raise TrainError("noise_prob and jpeg_prob must be in [0, 1]")
+        if not (0 <= self.noise_prob <= 1 and 0 <= self.jpeg_prob <= 1 and 0 <= self.srgb_blur_prob <= 1):
+            raise TrainError("noise_prob, jpeg_prob and srgb_blur_prob must be in [0, 1]")
+        if self.noise_model not in ("clipped-linear", "zero-mean"):
+            raise TrainError(f"noise_model must be clipped-linear or zero-mean, got {self.noise_model!r}")
+        if not (self.w_none >= 0 and self.w_small >= 0):
+            raise TrainError("w_none and w_small must be >= 0")
         if self.paired_fraction is not None and not 0 <= self.paired_fraction <= 1:
             raise TrainError(f"paired_fraction must be in [0, 1], got {self.paired_fraction!r}")
         if self.kernel_split not in ("train", "all"):

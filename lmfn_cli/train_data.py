@@ -19,7 +19,7 @@ from .train_config import TrainConfig, TrainError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_pairs", "PairedImages", "BatchSource", "build_batches", "load_val_set", "load_val_sets"]
+__all__ = ["find_pairs", "PairedImages", "BatchSource", "synth_config", "build_batches", "load_val_set", "load_val_sets"]
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -154,6 +154,15 @@ def _load_sharp_folder(folder: str) -> list[np.ndarray]:
     return [_rgb8(p) for p in paths]
 
 
+def synth_config(cfg: TrainConfig):
+    """The ``synth.SynthConfig`` that blurs ``cfg``'s sharp photos on the fly."""
+    from . import synth
+
+    degradation = synth.Degradation(noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob, noise_model=cfg.noise_model)
+    return synth.SynthConfig(w_none=cfg.w_none, w_small=cfg.w_small, srgb_blur_prob=cfg.srgb_blur_prob,
+                             degradation=degradation)
+
+
 def build_batches(cfg: TrainConfig) -> BatchSource:
     paired = PairedImages(cfg.paired) if cfg.paired else None
     sharp_images = [img for folder in cfg.sharp for img in _load_sharp_folder(folder)]
@@ -163,7 +172,7 @@ def build_batches(cfg: TrainConfig) -> BatchSource:
 
         bank = synth.KernelBank.from_dir(cfg.kernels).split(cfg.kernel_split) if cfg.kernels else None
 
-        synth_cfg = synth.SynthConfig(degradation=synth.Degradation(noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob))
+        synth_cfg = synth_config(cfg)
 
         def synth_fn(img: np.ndarray, rng: np.random.Generator):
             return synth.synthesize_pair(img, rng, synth_cfg, bank)

@@ -584,3 +584,100 @@ def test_make_frame_pairs_from_a_video_folder(tmp_path):
     assert read_image(tmp_path / "out" / "sharp" / "0001.png").shape == (32, 40, 3)
     with pytest.raises(OutputExistsError):
         make_frame_pairs(tmp_path / "frames", tmp_path / "out", seed=1, count=3)
+
+
+# --------------------------------------------------------------------------------------------
+# pairs that teach deblurring, not a brightness change (issue 27)
+# --------------------------------------------------------------------------------------------
+
+
+def _noisy(model: str, level: float, n: int = 20000, seed: int = 0) -> np.ndarray:
+    """sRGB values of a flat patch at sRGB ``level`` after noise of the given model."""
+    flat = np.full((n // 100, 100, 3), srgb_to_linear(np.float32(level)), dtype=np.float32)
+    cfg = Degradation(noise_prob=1.0, shot_gain=(2e-3, 2e-3), read_sigma=(4e-3, 4e-3), jpeg_prob=0.0,
+                      noise_model=model)
+    return apply_degradation(flat, np.random.default_rng(seed), cfg)
+
+
+@pytest.mark.parametrize("level", [0.0, 0.02, 0.1, 0.5, 0.9, 1.0])
+def test_zero_mean_noise_keeps_every_level_where_it_was(level):
+    out = _noisy("zero-mean", level)
+    assert 0 <= out.min() and out.max() <= 1
+    assert out.mean() == pytest.approx(level, abs=0.15 / 255)  # within 0.15 levels
+    if 0.05 < level < 0.95:
+        assert out.std() > 2 / 255  # real noise, not none
+
+
+def test_clipped_linear_noise_shifts_levels_and_zero_mean_does_not():
+    """What the old model taught: black comes out brighter (clipped at 0), shadows darker
+    (the sRGB curve's bend); the zero-mean model shifts neither."""
+    assert _noisy("clipped-linear", 0.0).mean() * 255 > 3
+    assert _noisy("clipped-linear", 0.1).mean() * 255 < 0.1 * 255 - 0.3
+    for level in (0.0, 0.1):
+        assert abs(_noisy("zero-mean", level).mean() - level) * 255 < 0.15
+
+
+def test_zero_mean_noise_follows_the_poisson_gaussian_deviation():
+    """Away from black and white its deviation is the linear-light one times the curve's slope."""
+    level = 0.5
+    x = float(srgb_to_linear(np.float32(level)))
+    expected = np.sqrt(2e-3 * x + 4e-3**2) * (1.055 / 2.4) * x ** (1 / 2.4 - 1)
+    assert _noisy("zero-mean", level).std() == pytest.approx(expected, rel=0.05)
+
+
+def test_unknown_noise_model_is_refused():
+    with pytest.raises(ConfigError, match="noise_model"):
+        Degradation(noise_model="gaussian")
+
+
+def test_srgb_blur_keeps_the_mean_and_linear_blur_brightens_texture():
+    img = image(3)
+    cfg = only("trajectory", degradation=CLEAN, kernel_size=9, min_extent=7.0)  # reach 3.5 px: the margin holds it
+    lin, _, info_lin = synthesize_pair(img, np.random.default_rng(4), cfg)
+    srgb, _, info_srgb = synthesize_pair(img, np.random.default_rng(4), dataclasses.replace(cfg, srgb_blur_prob=1.0))
+    assert (info_lin["blur_domain"], info_srgb["blur_domain"]) == ("linear", "srgb")
+    assert abs(srgb.mean() - img.mean()) * 255 < 0.1  # the image's mean level, to a tenth of a level
+    assert (lin.mean() - img.mean()) * 255 > 1.0
+    assert grad_energy(srgb) < 0.8 * grad_energy(img)
+
+
+def test_srgb_blur_of_an_edge_is_the_average_of_its_values():
+    edge = np.zeros((40, 40, 3), np.float32)
+    edge[:, 20:] = 1.0
+    cfg = only("usrnet", degradation=CLEAN, srgb_blur_prob=1.0)
+    box = np.zeros((25, 25), np.float32)
+    box[12, 10:15] = 0.2  # a horizontal 5 px box
+    bank = KernelBank(usrnet=(box,))
+    blurry, _, info = synthesize_pair(edge, np.random.default_rng(0), cfg, bank)
+    row = blurry[20, 17:24, 0]
+    assert info["blur_domain"] == "srgb"
+    assert sorted(np.round(row * 5).tolist()) == np.round(row * 5).tolist()  # a ramp in steps of 1/5
+    mid = blurry[20, 20, 0]
+    lin, _, _ = synthesize_pair(edge, np.random.default_rng(0), dataclasses.replace(cfg, srgb_blur_prob=0.0), bank)
+    assert lin[20, 20, 0] > mid + 0.1  # in linear light the same blur is much brighter there
+
+
+def test_small_source_blurs_by_one_to_two_pixels():
+    cfg = only("small", degradation=CLEAN)
+    for seed in range(8):
+        blurry, sharp, info = synthesize_pair(image(), np.random.default_rng(seed), cfg)
+        assert info["source"] == "small" and 1.0 <= info["params"]["extent_px"] <= 2.0 + 1e-6
+        assert 0 < np.abs(blurry - sharp).mean() < 0.05
+    with pytest.raises(ConfigError, match="small_extent"):
+        SynthConfig(small_extent=(2.0, 1.0))
+
+
+def test_unblurred_pairs_differ_only_by_noise():
+    blurry, sharp, info = synthesize_pair(image(), np.random.default_rng(0), only("none", degradation=CLEAN))
+    assert info["source"] == "none" and np.abs(blurry - sharp).max() < 1e-6
+
+
+def test_the_original_mixture_draws_the_same_pairs_with_the_new_fields_at_zero():
+    """srgb_blur_prob, w_small and the noise model at their defaults take no random numbers, so
+    the validation sets and old recipes make the very pairs they made before."""
+    bank = synthetic_bank()
+    for seed in range(6):
+        a = synthesize_pair(image(), np.random.default_rng(seed), SynthConfig(), bank)
+        rng = np.random.default_rng(seed)
+        b = synthesize_pair(image(), rng, SynthConfig(srgb_blur_prob=0.0, w_small=0.0), bank)
+        assert np.array_equal(a[0], b[0]) and a[2]["blur_domain"] == "linear"

@@ -397,3 +397,17 @@ def test_exporting_ema_from_a_run_without_it_is_a_clear_error(tmp_path, pairs_di
         export_weights(tmp_path / "run", tmp_path / "x.safetensors", which="ema")
     with pytest.raises(TrainError, match="ema"):
         tiny_cfg(pairs_dir, ema=1.0)
+
+
+def test_the_on_the_fly_mixture_follows_the_config():
+    from lmfn_cli.train_data import synth_config
+
+    old = synth_config(TrainConfig())
+    assert (old.w_none, old.w_small, old.srgb_blur_prob, old.degradation.noise_model) == (0, 0, 0, "clipped-linear")
+    new = synth_config(TrainConfig(noise_model="zero-mean", w_none=0.25, w_small=0.125, srgb_blur_prob=0.5,
+                                   noise_prob=0.7, jpeg_prob=0.2))
+    assert (new.w_none, new.w_small, new.srgb_blur_prob) == (0.25, 0.125, 0.5)
+    assert (new.degradation.noise_model, new.degradation.noise_prob, new.degradation.jpeg_prob) == ("zero-mean", 0.7, 0.2)
+    for bad in (dict(noise_model="poisson"), dict(w_none=-1.0), dict(srgb_blur_prob=1.5)):
+        with pytest.raises(TrainError):
+            TrainConfig(**bad)

@@ -6,6 +6,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,9 @@ def _prob(value: float, name: str) -> None:
         raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
 
 
+NOISE_MODELS = ("clipped-linear", "zero-mean")
+
+
 @dataclass(frozen=True)
 class Degradation:
     """What happens besides blur, with its random ranges. Defaults: a mix of clean and
@@ -46,6 +50,18 @@ class Degradation:
 
     JPEG (probability ``jpeg_prob``), quality drawn from ``jpeg_quality`` (inclusive), 4:2:0 as
     cameras write it, applied last to the blurry image only.
+
+    ``noise_model`` says how the noise meets the black and white levels:
+
+    ``clipped-linear`` (the original model, kept for the validation sets and old recipes): the
+    noise is added in linear light and the result clipped to [0, 1]. Clipping zero-mean noise
+    at 0 makes it positive-mean in the shadows, and the sRGB curve multiplies that by up to
+    12.92: a dark area comes out several levels brighter than its target. A network trained on
+    it learns to darken whatever it is given (``benchmarks/synth_bias.py`` measures this).
+    ``zero-mean``: the same Poisson-Gaussian standard deviation, carried to sRGB values by the
+    curve's slope, drawn from a normal distribution truncated symmetrically about the pixel's
+    value so that it stays inside [0, 1]. Zero-mean in the values the network sees, so noise
+    teaches no brightness change; near black and white it is weaker, as a clipped sensor's is.
     """
 
     noise_prob: float = 0.8
@@ -56,8 +72,11 @@ class Degradation:
     clip_threshold: float = 0.6
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (60, 95)
+    noise_model: Literal["clipped-linear", "zero-mean"] = "clipped-linear"
 
     def __post_init__(self) -> None:
+        if self.noise_model not in NOISE_MODELS:
+            raise ConfigError(f"noise_model must be one of {', '.join(NOISE_MODELS)}, got {self.noise_model!r}")
         for name in ("noise_prob", "clip_prob", "jpeg_prob"):
             _prob(getattr(self, name), name)
         # JSON turns tuples into lists; keep the dataclass hashable
@@ -92,6 +111,32 @@ def add_poisson_gaussian_noise(
     return out
 
 
+def srgb_slope(linear: np.ndarray) -> np.ndarray:
+    """d sRGB / d linear of the sRGB curve at ``linear`` (>= 0): 12.92 on the toe, then the
+    power law's slope (continuous at the knee, ~12.7). Float32, same shape."""
+    x = np.maximum(np.asarray(linear, dtype=np.float32), 0.0031308)
+    return np.where(np.asarray(linear) <= 0.0031308, np.float32(12.92),
+                    (1.055 / 2.4) * x ** (1 / 2.4 - 1)).astype(np.float32)
+
+
+def add_zero_mean_noise(
+    linear: np.ndarray, rng: np.random.Generator, *, gain: float, read_sigma: float
+) -> np.ndarray:
+    """The ``zero-mean`` noise model: sRGB values of ``linear`` plus noise of the
+    Poisson-Gaussian standard deviation ``sqrt(gain * x + read_sigma^2)`` (linear light, at the
+    clipped value x) times the curve's slope there, truncated to +-min(v, 1 - v) about the
+    pixel's sRGB value v: a symmetric truncation of a symmetric law keeps the mean at v, and the
+    result needs no clipping. ``linear``: (H,W,3), any values (clipped to [0, 1] first).
+    Returns float32 sRGB values in [0, 1].
+    """
+    x = np.clip(np.asarray(linear, dtype=np.float32), 0, 1)
+    v = linear_to_srgb(x)
+    sd = np.sqrt(gain * x + read_sigma**2) * srgb_slope(x)
+    n = sd * rng.standard_normal(x.shape, dtype=np.float32)
+    room = np.minimum(v, 1 - v)
+    return np.clip(v + np.clip(n, -room, room), 0, 1).astype(np.float32)
+
+
 def boost_highlights(linear: np.ndarray, scale: float, threshold: float) -> np.ndarray:
     """Scale near-white pixels up (linear light), standing for light sources a camera clipped.
 
@@ -121,7 +166,8 @@ def apply_degradation(
     """Noise, clipping, tone curve and JPEG for a blurred image in linear light.
 
     Order: Poisson-Gaussian noise in linear light (raw-like), clip to [0,1] (the sensor's
-    white and black), sRGB curve, then JPEG. Highlight scaling is not here: it has to happen
+    white and black), sRGB curve, then JPEG; with ``cfg.noise_model == "zero-mean"`` the noise
+    is added after the curve, zero-mean (``add_zero_mean_noise``). Highlight scaling is not here: it has to happen
     before the blur (``boost_highlights``; ``synthesize_pair`` does it with this ``cfg``).
     ``record``, if given, receives what was drawn (JSON-able). Returns float32 (H,W,3) sRGB
     in [0,1].
@@ -133,8 +179,12 @@ def apply_degradation(
             "shot_gain": _log_uniform(rng, *cfg.shot_gain),
             "read_sigma": _log_uniform(rng, *cfg.read_sigma),
         }
-        x = add_poisson_gaussian_noise(x, rng, gain=noise["shot_gain"], read_sigma=noise["read_sigma"])
-    out = linear_to_srgb(np.clip(x, 0, 1))
+    if noise is not None and cfg.noise_model == "zero-mean":
+        out = add_zero_mean_noise(x, rng, gain=noise["shot_gain"], read_sigma=noise["read_sigma"])
+    else:
+        if noise is not None:
+            x = add_poisson_gaussian_noise(x, rng, gain=noise["shot_gain"], read_sigma=noise["read_sigma"])
+        out = linear_to_srgb(np.clip(x, 0, 1))
     quality = None
     if rng.random() < cfg.jpeg_prob:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))

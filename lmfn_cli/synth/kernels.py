@@ -158,7 +158,8 @@ def _reach(points: np.ndarray) -> float:
 
 
 def _random_kernel(
-    rng: np.random.Generator, size: int, max_len: float | None, min_extent: float
+    rng: np.random.Generator, size: int, max_len: float | None, min_extent: float,
+    max_extent: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     size = _check_kernel_size(size)
     budget = (size - 1) / 2 - 1  # reach allowed from the centroid, one pixel spare for splatting
@@ -171,7 +172,8 @@ def _random_kernel(
     part = _exposed(traj, exposure)
     extent = max(float(np.ptp(part, axis=0).max()), 1e-6)
     if max_len is None:
-        target = float(rng.uniform(min(min_extent, size - 2), size - 2))
+        top = size - 2 if max_extent is None else min(max_extent, size - 2)
+        target = float(rng.uniform(min(min_extent, top), top))
         scale = target / extent
     else:
         scale = 1.0

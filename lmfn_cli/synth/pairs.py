@@ -38,7 +38,9 @@ from .motion import (
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("trajectory", "usrnet", "gyro", "gyro_homography", "camera_path", "none")
+SOURCES = ("trajectory", "usrnet", "gyro", "gyro_homography", "camera_path", "none", "small")
+"""The blur sources (``small``, barely blurred, is last so that a mixture without it draws the
+same sources from the same random numbers as before it existed)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ class SynthConfig:
 
     ``crop``: if set, a random ``crop`` x ``crop`` square is cut (blur computed with a margin of
     real pixels around it); ``None`` keeps the whole image.
+
+    Teaching a network when to leave pixels alone: ``w_none`` (unblurred pairs: only noise and
+    JPEG differ) and ``w_small`` (barely blurred: a random trajectory whose extent is drawn from
+    ``small_extent``, 1-2 px). ``srgb_blur_prob``: the share of pairs blurred in sRGB values
+    instead of linear light. Light adds up in linear light, so a camera's blur brightens
+    texture once tone-mapped; but many images people bring were blurred in sRGB values (by
+    software, by resizing, by datasets made that way, GoPro's among them), and a network
+    taught only linear blur darkens those. The defaults (0, 0, 0) are the original mixture.
     """
 
     w_trajectory: float = 0.40
@@ -65,6 +75,9 @@ class SynthConfig:
     w_gyro_homography: float = 0.10
     w_camera_path: float = 0.25
     w_none: float = 0.0
+    w_small: float = 0.0
+    small_extent: tuple[float, float] = (1.0, 2.0)
+    srgb_blur_prob: float = 0.0
     kernel_size: int = 31
     min_extent: float = 3.0
     focal_rel: tuple[float, float] = (0.7, 2.0)
@@ -85,6 +98,9 @@ class SynthConfig:
         if not 0 < self.min_extent <= self.kernel_size - 2:
             raise ConfigError(f"min_extent must be in (0, kernel_size - 2], got {self.min_extent}")
         object.__setattr__(self, "focal_rel", _range(self.focal_rel, "focal_rel", 1e-3, 1e3))
+        object.__setattr__(self, "small_extent", _range(self.small_extent, "small_extent", 0.1, self.kernel_size - 2))
+        if not 0 <= self.srgb_blur_prob <= 1:
+            raise ConfigError(f"srgb_blur_prob must be in [0, 1], got {self.srgb_blur_prob!r}")
         object.__setattr__(self, "gyro_exposure_s", _range(self.gyro_exposure_s, "gyro_exposure_s", 1e-4, 10))
         if self.homography_samples < 1:
             raise ConfigError(f"homography_samples must be >= 1, got {self.homography_samples}")
@@ -246,12 +262,15 @@ def synthesize_pair(
 
     size = cfg.kernel_size
     params: dict = {}
+    # drawn only where asked, so the original mixture keeps its random stream
+    in_srgb = cfg.srgb_blur_prob > 0 and bool(rng.random() < cfg.srgb_blur_prob)
+    src = linear_to_srgb(hdr) if in_srgb else hdr  # what the blur averages: sRGB values or light
     if source == "trajectory":
         kernel, params = _random_kernel(rng, size, None, cfg.min_extent)
-        blurred = blur_with_kernel(hdr, kernel)
+        blurred = blur_with_kernel(src, kernel)
     elif source == "usrnet":
         index, orientation = int(rng.integers(len(bank.usrnet))), int(rng.integers(8))
-        blurred = blur_with_kernel(hdr, _dihedral(bank.usrnet[index], orientation))
+        blurred = blur_with_kernel(src, _dihedral(bank.usrnet[index], orientation))
         # the kernel's index in usrnet_kernels_12.mat, also in a split bank
         params = {"index": bank.usrnet_ids[index] if bank.usrnet_ids else index, "orientation": orientation}
     elif source == "gyro":
@@ -259,7 +278,7 @@ def synthesize_pair(
         focal = float(rng.uniform(*cfg.focal_rel)) * max(full_h, full_w)
         exposure = float(rng.uniform(*cfg.gyro_exposure_s))
         kernel, params = _gyro_kernel(rec, rng, focal, size, exposure, True)
-        blurred = blur_with_kernel(hdr, kernel)
+        blurred = blur_with_kernel(src, kernel)
     elif source in ("gyro_homography", "camera_path"):
         focal = float(rng.uniform(*cfg.focal_rel)) * max(full_h, full_w)
         cx, cy = (full_w - 1) / 2, (full_h - 1) / 2  # principal point: the photo's centre
@@ -297,9 +316,14 @@ def synthesize_pair(
             factor = target / extent if extent > 1e-9 else 0.0
         hs = make(factor)
         params.update(focal_px=focal, scale=factor, extent_px=_extent(hs, pts))
-        blurred = blur_with_homographies(hdr, _to_window(hs, wx0, wy0))
+        blurred = blur_with_homographies(src, _to_window(hs, wx0, wy0))
+    elif source == "small":
+        kernel, params = _random_kernel(rng, size, None, cfg.small_extent[0], cfg.small_extent[1])
+        blurred = blur_with_kernel(src, kernel)
     else:
-        blurred = hdr
+        blurred = src
+    if in_srgb:
+        blurred = srgb_to_linear(blurred)
 
     # cut the crop out of the window
     oy, ox = (box[0] - wy0, box[1] - wx0) if box else (0, 0)
@@ -318,6 +342,7 @@ def synthesize_pair(
     info = {
         "source": source,
         "params": params,
+        "blur_domain": "srgb" if in_srgb else "linear",
         "highlights": highlights,
         "degradation": degradation,
         "crop": box,
