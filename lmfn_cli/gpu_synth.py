@@ -58,6 +58,7 @@ __all__ = [
     "UNIFORM_SOURCES",
     "srgb_to_linear",
     "linear_to_srgb",
+    "add_zero_mean_noise",
     "uniform_source_weights",
     "build_kernel_bank",
     "kernel_bank_params",
@@ -105,7 +106,12 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
 
 def uniform_source_weights(cfg: synth.SynthConfig, bank: synth.KernelBank | None) -> dict[str, float]:
     """``cfg``'s weights of the uniform sources, without those ``bank`` has no data for,
-    renormalised to sum to 1. Raises ``ConfigError`` when none is left."""
+    renormalised to sum to 1. Raises ``ConfigError`` when none is left, and for what this batched
+    synthesis does not do yet: barely blurred pairs (``w_small``) and blur in sRGB values
+    (``srgb_blur_prob``) are ``synth.synthesize_pair``'s only (the CPU path of ``lmfn train``)."""
+    if cfg.w_small > 0 or cfg.srgb_blur_prob > 0:
+        raise ConfigError("w_small and srgb_blur_prob are not in the GPU batch synthesis yet: "
+                          "train with pairs made on the CPU (lmfn train --sharp, or lmfn synth)")
     weights = {s: cfg.source_weights()[s] for s in UNIFORM_SOURCES}
     if bank is None or not bank.usrnet:
         weights["usrnet"] = 0.0
@@ -443,6 +449,24 @@ def add_noise(
     return out + r * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
+def add_zero_mean_noise(
+    linear: torch.Tensor, gain: torch.Tensor, read_sigma: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``synth.add_zero_mean_noise`` per sample: the sRGB values of ``linear`` (B,C,H,W, clipped
+    to [0, 1]) plus normal noise of deviation ``sqrt(gain * x + read^2)`` times the sRGB curve's
+    slope, truncated symmetrically about each value to stay in [0, 1] (so zero-mean). ``gain``,
+    ``read_sigma`` (B,) >= 0 (both 0: no noise). Returns float32 sRGB values in [0, 1]."""
+    x = torch.clamp(linear.float(), 0, 1)
+    g = gain.to(x.device, torch.float32).view(-1, 1, 1, 1)
+    r = read_sigma.to(x.device, torch.float32).view(-1, 1, 1, 1)
+    v = linear_to_srgb(x)
+    slope = torch.where(x <= 0.0031308, torch.full_like(x, 12.92),
+                        (1.055 / 2.4) * torch.clamp(x, min=0.0031308) ** (1 / 2.4 - 1))
+    n = torch.sqrt(g * x + r * r) * slope * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    room = torch.minimum(v, 1 - v)
+    return torch.clamp(v + torch.maximum(torch.minimum(n, room), -room), 0, 1)
+
+
 def boost_highlights(linear: torch.Tensor, scale: torch.Tensor, threshold: float) -> torch.Tensor:
     """``synth.boost_highlights`` per sample: ``linear`` (B,3,H,W), ``scale`` (B,) >= 1 (1: none).
 
@@ -487,7 +511,7 @@ def make_batch(
     random (patch + k - 1)-px square crop, a random flip/rotation, sometimes highlights
     (``degradation.clip_prob``), a random bank kernel in a random orientation, blur (valid region),
     noise with probability ``degradation.noise_prob`` (gain and read noise drawn log-uniformly
-    from its ranges), clip, sRGB, and with ``quantize`` rounding to 8-bit levels as a saved photo
+    from its ranges; ``degradation.noise_model`` as in ``synth``), clip, sRGB, and with ``quantize`` rounding to 8-bit levels as a saved photo
     would be. ``sharp`` is the same crop's centre, the blur's valid region, untouched (or, where
     highlights were boosted, clipped at white as the camera would have). No JPEG (see the module
     docstring; ``degradation.jpeg_*`` are ignored).
@@ -543,9 +567,12 @@ def make_batch(
     hdr = boost_highlights(linear, params[0], deg.clip_threshold) if bool(boost.any()) else linear
     kernels = random_dihedral(kernel_bank.index_select(0, kidx).to(device, non_blocking=True), korient)
     blurred = blur_batch(hdr, kernels, method=method)
-    if bool(noisy.any()):
-        blurred = add_noise(blurred, params[1], params[2], device_gen)
-    blurry = linear_to_srgb(torch.clamp(blurred, 0, 1))
+    if bool(noisy.any()) and deg.noise_model == "zero-mean":
+        blurry = add_zero_mean_noise(blurred, params[1], params[2], device_gen)
+    else:
+        if bool(noisy.any()):
+            blurred = add_noise(blurred, params[1], params[2], device_gen)
+        blurry = linear_to_srgb(torch.clamp(blurred, 0, 1))
     if quantize:
         blurry = torch.round(blurry * 255) / 255
     r = k // 2

@@ -82,6 +82,25 @@ def test_noise_has_the_poisson_gaussian_variance():
     assert torch.equal(out[1], x[1])  # gain 0 and read noise 0: untouched
 
 
+@pytest.mark.parametrize("level", [0.0, 0.1, 0.5, 1.0])
+def test_zero_mean_noise_matches_synth_in_mean_and_deviation(level):
+    gen = torch.Generator().manual_seed(0)
+    lin = float(synth.srgb_to_linear(np.float32(level)))
+    x = torch.full((2, 3, 200, 200), lin)
+    out = gs.add_zero_mean_noise(x, torch.tensor([2e-3, 0.0]), torch.tensor([4e-3, 0.0]), gen)
+    ref = synth.add_zero_mean_noise(x[0].permute(1, 2, 0).numpy(), np.random.default_rng(0), gain=2e-3, read_sigma=4e-3)
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    assert float(out[0].mean()) == pytest.approx(level, abs=0.15 / 255)
+    assert float(out[0].std()) == pytest.approx(float(ref.std()), rel=0.05, abs=1e-4)
+    assert float((out[1] - level).abs().max()) < 1e-6  # no noise asked: the value, in sRGB
+
+
+def test_gpu_synthesis_refuses_what_it_does_not_do():
+    for cfg in (synth.SynthConfig(w_small=0.1), synth.SynthConfig(srgb_blur_prob=0.5)):
+        with pytest.raises(ConfigError, match="not in the GPU batch synthesis"):
+            gs.uniform_source_weights(cfg, None)
+
+
 def test_highlight_boost_matches_synth():
     rng = np.random.default_rng(0)
     img = rng.random((2, 20, 20, 3)).astype(np.float32)

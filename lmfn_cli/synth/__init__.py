@@ -46,6 +46,7 @@ from .color import _to_float_rgb, linear_to_srgb, srgb_to_linear
 from .degrade import (
     Degradation,
     add_poisson_gaussian_noise,
+    add_zero_mean_noise,
     apply_degradation,
     boost_highlights,
     jpeg_roundtrip,
@@ -91,6 +92,7 @@ __all__ = [
     "frame_sequence_pairs",
     "Degradation",
     "add_poisson_gaussian_noise",
+    "add_zero_mean_noise",
     "boost_highlights",
     "jpeg_roundtrip",
     "apply_degradation",
