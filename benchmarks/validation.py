@@ -3,13 +3,19 @@
     python benchmarks/validation.py                                    # shipped weights only
     python benchmarks/validation.py --weights scratch/runs/x/best.safetensors [--weights ...]
     python benchmarks/validation.py --build-only [--sets motion-clean]  # just write the sets
+    python benchmarks/validation.py --sets identity lines-srgb lines-linear  # some rows only
     python benchmarks/validation.py --tune-usm                         # re-tune the USM baseline
 
-The sets (motion-clean, motion-noisy, spatially-varying, gopro-style) are defined and built by
-``lmfn_cli.validation`` (read its docstring): once, cached under ``--cache``, never rewritten.
-The Markdown table goes to stdout, timings to stderr; ``--json FILE`` also writes every figure
-(per-image PSNRs included). ``--tune-usm`` tunes the unsharp mask on *training* photos and
-prints the constants to paste into lmfn_cli/validation.py; it never looks at the validation sets.
+The synthesizer's sets (motion-clean, motion-noisy, spatially-varying, gopro-style) are defined
+and built by ``lmfn_cli.validation``, the yardstick it did not make (identity, lines-srgb and
+lines-linear at 3/5/9/15/21 px, gopro-unseen) by ``lmfn_cli.yardstick`` (read their docstrings):
+once, cached under ``--cache``, never rewritten; gopro-unseen is read in place from ``--shared``.
+The Markdown tables go to stdout, then the ship rule for each ``--weights`` candidate against
+the shipped weights (PASS, or the failed conditions), timings to stderr; ``--json FILE`` also
+writes every figure (per-image PSNRs included; infinities as "inf"). ``--build-only`` prints
+each set's folder and the ``--val`` options that give them to ``lmfn train``. ``--tune-usm``
+tunes the unsharp mask on *training* photos and prints the constants to paste into
+lmfn_cli/validation.py; it never looks at the validation sets.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 
 from lmfn_cli import load_model
 from lmfn_cli import validation as val
+from lmfn_cli import yardstick as ys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +67,9 @@ def main() -> int:
     ap.add_argument("--weights", type=Path, action="append", default=[], help="candidate weights (repeatable)")
     ap.add_argument("--baseline-weights", type=Path, default=ROOT / "weights" / "lmfn-synthblur-v2.safetensors",
                     help="the shipped weights, a baseline for the candidates ('none' to leave out)")
-    ap.add_argument("--sets", nargs="+", choices=val.SET_NAMES, default=list(val.SET_NAMES))
+    choices = (*val.SET_NAMES, *ys.GROUP_NAMES)
+    ap.add_argument("--sets", nargs="+", choices=choices, default=list(choices),
+                    help="rows to build and score (default: all; lines-srgb / lines-linear are a row per length)")
     ap.add_argument("--build-only", action="store_true", help="write the sets and stop")
     ap.add_argument("--tune-usm", action="store_true", help="tune the USM baseline on training data and print it")
     ap.add_argument("--tune-limit", type=int, default=0, help="tune on the first N training photos only")
@@ -80,12 +89,21 @@ def main() -> int:
         return tune(args)
 
     t = time.monotonic()
-    sets = val.build_sets(args.shared, args.cache, args.sets)
+    built_sets = val.build_sets(args.shared, args.cache, [n for n in args.sets if n in val.SETS])
+    built_sets.update(ys.build_yardstick(args.shared, args.cache, [n for n in args.sets if n in ys.GROUPS]))
+    sets = {n: built_sets[n] for n in ys.expand(args.sets)}  # in the order asked for
     print(f"sets ready in {time.monotonic() - t:.0f} s", file=sys.stderr)
     if args.build_only:
         for name, folder in sets.items():
-            built = json.loads((folder / "set.json").read_text())
-            print(f"{name}\t{folder}\t{val.SETS[name].size} pairs, {built['sources']}: {val.SETS[name].description}")
+            d = ys.DEFINITIONS[name]
+            meta = folder / "set.json"
+            has_sources = isinstance(d, val.ValSet) and meta.is_file()
+            sources = f", {json.loads(meta.read_text())['sources']}" if has_sources else ""
+            print(f"{name}\t{folder}\t{d.size} pairs{sources}: {d.description}")
+        for name in sets:
+            if ys.DEFINITIONS[name].caveat:
+                print(f"\n{name}: {ys.DEFINITIONS[name].caveat}.")
+        print("\nlmfn train " + " ".join(f"--val {f}" for f in sets.values()))
         return 0
 
     paths: dict[str, Path] = {}
@@ -106,14 +124,29 @@ def main() -> int:
     rows = val.validation_table(models, sets, baseline_models=baselines, limit=args.limit, on_row=timing)
     print(f"table: {time.monotonic() - t:.0f} s", file=sys.stderr)
     print("weights: " + ", ".join(f"{k} = {v}" for k, v in paths.items()) + "\n")
-    print(val.format_markdown(rows), end="")
+    print(ys.format_yardstick(rows), end="")
     for name in sets:
-        if val.SETS[name].caveat:
-            print(f"\n{name}: {val.SETS[name].caveat}.")
+        if ys.DEFINITIONS[name].caveat:
+            print(f"\n{name}: {ys.DEFINITIONS[name].caveat}.")
+    ship: dict[str, list[str]] = {}
+    note = f"; on the first {args.limit} pairs of each set only: not a ship decision" if args.limit else ""
+    for cand in (n for n in models if n not in baselines):
+        if not baselines:
+            print(f"\nship rule: not checked for {cand} (no shipped weights: --baseline-weights none)")
+            continue
+        ship[cand] = ys.ship_rule(rows, cand, baselines[0])
+        if ship[cand]:
+            print(f"\nship rule: FAIL ({cand} against {baselines[0]}{note})")
+            print("\n".join(f"- {f}" for f in ship[cand]))
+        else:
+            print(f"\nship rule: PASS ({cand} against {baselines[0]}: beats it on all {len(rows)} rows, identity "
+                  f">= {ys.SHIP_IDENTITY_PSNR:g} dB with |shift| <= {ys.SHIP_IDENTITY_SHIFT:g} levels{note})")
     if args.json:
-        args.json.write_text(json.dumps({"weights": {k: str(v) for k, v in paths.items()},
-            "sets": {n: {"folder": str(f), **val.SETS[n].to_dict()} for n, f in sets.items()},
-            "rows": [r.to_dict() for r in rows]}, indent=1) + "\n")
+        args.json.write_text(json.dumps(ys.jsonable({"weights": {k: str(v) for k, v in paths.items()},
+            "sets": {n: {"folder": str(f), **ys.DEFINITIONS[n].to_dict()} for n, f in sets.items()},
+            "rows": [r.to_dict() for r in rows], "limit": args.limit,
+            "ship_rule": {c: {"pass": not f, "failures": f} for c, f in ship.items()}}),
+            indent=1, allow_nan=False) + "\n")
     return 0
 
 

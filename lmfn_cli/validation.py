@@ -32,7 +32,8 @@ Baselines: the blurry input itself, and an unsharp mask (``unsharp_mask``) whose
 ``USM_SIGMA``/``USM_AMOUNT`` was tuned once on *training* photos blurred with the training
 kernels (``tune_usm_on_training_data``), never on these sets. ``validation_table`` scores every
 method per set (8-bit RGB PSNR and Gaussian SSIM of ``lmfn_cli.metrics``, means over images)
-and gives each model's gain over the best baseline of that set.
+and gives each model's gain over the best baseline of that set. Rows the synthesizer did not
+make (identity, straight lines, an unseen real scene) and the ship rule: ``lmfn_cli.yardstick``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SET_VERSION", "PHOTOS", "CROP", "SETS", "SET_NAMES", "GOPRO_LEAK", "USM_SIGMA", "USM_AMOUNT", "ValSet",
            "standard_sets", "build_sets", "gaussian_blur", "unsharp_mask", "tune_unsharp_mask", "tuning_pairs",
-           "tune_usm_on_training_data", "Score", "Gain", "Row", "gains", "validation_table", "format_markdown"]
+           "tune_usm_on_training_data", "Score", "Gain", "Row", "gains", "validation_table", "format_markdown",
+           "build_cached", "db"]
 
 SET_VERSION = 1  # in every set's folder name: raise it whenever a definition or the synthesizer changes
 
@@ -256,6 +258,34 @@ def _check_cached(vs: ValSet, folder: Path) -> None:
         raise FileProblem(folder, f"holds a different definition of set {vs.name}; move it away or raise SET_VERSION")
 
 
+def build_cached(vs: ValSet, cache: Path, make: Callable[[Path], dict]) -> Path:
+    """``cache/vs.folder_name``, made by ``make(folder)`` (writes the pairs, returns set.json's other
+    fields) in a temporary folder renamed when complete (an interrupted build leaves no half set),
+    or reused as it is, never rewritten, if its set.json holds the same definition (``to_dict()``,
+    wording aside; else ``FileProblem``). ``vs``: a ``ValSet`` or a ``yardstick.PhotoSet``."""
+    folder = cache / vs.folder_name
+    if folder.exists():
+        _check_cached(vs, folder)
+        log.info("set %s: cached in %s", vs.name, folder)
+        return folder
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{vs.folder_name}.", dir=cache))
+    try:
+        t = time.monotonic()
+        record = {"definition": vs.to_dict(), **make(tmp / "set"), "lmfn_version": __version__}
+        (tmp / "set" / "set.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp / "set", folder)
+        except OSError:
+            if not folder.exists():
+                raise
+            _check_cached(vs, folder)  # another process finished it first: keep theirs
+        log.info("set %s: built %d pairs in %.0f s into %s", vs.name, vs.size, time.monotonic() - t, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def build_sets(
     shared: str | Path,
     cache: str | Path,
@@ -267,43 +297,15 @@ def build_sets(
 
     Each folder (``cache/<name>-v<version>-seed<seed>``) holds ``blur/``, ``sharp/`` (8-bit PNG,
     the layout ``train.find_pairs`` reads), ``pairs.jsonl`` and ``set.json`` (the definition, the
-    kernels used, counts per blur source). It is written in a temporary folder and renamed when
-    complete, so an interrupted build leaves no half set. An existing folder is reused as it is
-    (never rewritten) after checking that its set.json holds the same definition; a different
-    one raises ``FileProblem``. ``shared`` is the shared data tree (``../shared``); ``sets``
-    defaults to ``SETS``.
+    kernels used, counts per blur source), written once and never rewritten (``build_cached``).
+    ``shared`` is the shared data tree (``../shared``); ``sets`` defaults to ``SETS``.
     """
     shared, cache = Path(shared), Path(cache)
     sets = SETS if sets is None else sets
     unknown = [n for n in names if n not in sets]
     if unknown:
         raise ConfigError(f"unknown validation set(s) {', '.join(unknown)} (known: {', '.join(sets)})")
-    out: dict[str, Path] = {}
-    for name in names:
-        vs = sets[name]
-        folder = cache / vs.folder_name
-        if folder.exists():
-            _check_cached(vs, folder)
-            log.info("set %s: cached in %s", name, folder)
-        else:
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{vs.folder_name}.", dir=cache))
-            try:
-                t = time.monotonic()
-                extra = _build(vs, shared, tmp / "set")
-                record = {"definition": vs.to_dict(), **extra, "lmfn_version": __version__}
-                (tmp / "set" / "set.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-                try:
-                    os.rename(tmp / "set", folder)
-                except OSError:
-                    if not folder.exists():
-                        raise
-                    _check_cached(vs, folder)  # another process finished it first: keep theirs
-                log.info("set %s: built %d pairs in %.0f s into %s", name, vs.size, time.monotonic() - t, folder)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        out[name] = folder
-    return out
+    return {name: build_cached(sets[name], cache, lambda tmp, vs=sets[name]: _build(vs, shared, tmp)) for name in names}
 
 
 # --------------------------------------------------------------------------------------------
@@ -448,12 +450,15 @@ def tune_usm_on_training_data(
 
 @dataclass(frozen=True)
 class Score:
-    """One method on one set: mean PSNR (dB), SSIM, per-image PSNRs, seconds producing outputs (not scoring)."""
+    """One method on one set: mean PSNR (dB; ``inf`` if an image is reproduced exactly), SSIM, per-image
+    PSNRs, seconds producing outputs (not scoring), ``shift``: mean of output minus input (the blurry
+    image) in 8-bit levels over pixels and channels, mean over images (< 0: darker)."""
 
     psnr: float
     ssim: float
     per_image_psnr: tuple[float, ...]
     seconds: float = 0.0
+    shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -489,25 +494,27 @@ class Row:
 def gains(scores: Mapping[str, Score], models: Sequence[str], baselines: Sequence[str]) -> dict[str, Gain]:
     """Each available model's ``Gain`` over the best of ``baselines`` other than itself (a
     shipped model is a baseline for a candidate, and is itself scored against the rest).
-    Methods missing from ``scores`` are skipped; ties go to the first baseline listed."""
+    Methods missing from ``scores`` are skipped; ties go to the first baseline listed. "blurry" is
+    left out where its PSNR is infinite (an input equal to its target: ``yardstick``'s identity)."""
     out = {}
     for m in models:
         if m not in scores:
             continue
-        cands = [b for b in baselines if b != m and b in scores]
+        cands = [b for b in baselines if b != m and b in scores and not (b == "blurry" and math.isinf(scores[b].psnr))]
         if not cands:
             continue  # nothing to compare with
         by_psnr = max(cands, key=lambda b: scores[b].psnr)
         by_ssim = max(cands, key=lambda b: scores[b].ssim)
         mine, theirs = scores[m].per_image_psnr, scores[by_psnr].per_image_psnr
-        out[m] = Gain(by_psnr, scores[m].psnr - scores[by_psnr].psnr, by_ssim,
+        diff = 0.0 if scores[m].psnr == scores[by_psnr].psnr else scores[m].psnr - scores[by_psnr].psnr  # inf - inf: 0
+        out[m] = Gain(by_psnr, diff, by_ssim,
                       scores[m].ssim - scores[by_ssim].ssim, sum(a > b for a, b in zip(mine, theirs)), len(mine))
     return out
 
 
-def _scored(outputs: list[tuple[float, float]], seconds: float) -> Score:
-    ps, ss = zip(*outputs)
-    return Score(sum(ps) / len(ps), sum(ss) / len(ss), ps, seconds)
+def _scored(outputs: list[tuple[float, float, float]], seconds: float) -> Score:
+    ps, ss, sh = zip(*outputs)
+    return Score(sum(ps) / len(ps), sum(ss) / len(ss), ps, seconds, sum(sh) / len(sh))
 
 
 @torch.inference_mode()
@@ -530,7 +537,7 @@ def validation_table(
     device (on a CPU in fp32: the fused graph, auto tiling unless ``tile``); its uint8 output,
     rounded from the clamped float result, is what is scored, as are the quantised USM outputs
     and the 8-bit blurry inputs. Metrics: ``metrics.psnr`` / ``metrics.ssim`` (Gaussian) on
-    8-bit RGB, means over the set's images. ``on_row`` is called as each row is finished.
+    8-bit RGB, means over the set's images (and ``Score.shift``). ``on_row`` is called per row.
     """
     names = tuple(models)
     baselines = ("blurry", "usm", *baseline_models)
@@ -542,10 +549,10 @@ def validation_table(
     rows = []
     for set_name, folder in sets.items():
         pairs = load_val_set(folder, limit=limit)
-        results: dict[str, list[tuple[float, float]]] = {k: [] for k in ("blurry", "usm", *names)}
+        results: dict[str, list[tuple[float, float, float]]] = {k: [] for k in ("blurry", "usm", *names)}
         seconds = dict.fromkeys(results, 0.0)
         for blur, sharp in pairs:
-            target = _tensor(sharp)
+            target, source = _tensor(sharp), _tensor(blur).double()
             outs: dict[str, torch.Tensor] = {"blurry": _tensor(blur)}
             t = time.monotonic()
             outs["usm"] = _usm_u8(blur, *usm)
@@ -557,7 +564,8 @@ def validation_table(
                 outs[name] = _tensor(restore(model, blur, tile=tile).pixels)
                 seconds[name] += time.monotonic() - t
             for k, out in outs.items():
-                results[k].append((psnr(out, target).item(), ssim(out, target).item()))
+                shift = (out.double() - source).mean().item()
+                results[k].append((psnr(out, target).item(), ssim(out, target).item(), shift))
         scores = {k: _scored(v, seconds[k]) for k, v in results.items() if v}
         row = Row(set_name, len(pairs), scores, baselines, gains(scores, names, baselines),
                   (float(usm[0]), float(usm[1])), names)
@@ -566,6 +574,11 @@ def validation_table(
             on_row(row)
         rows.append(row)
     return rows
+
+
+def db(x: float, sign: str = "") -> str:
+    """A dB figure for tables: two decimals (``sign`` '+': signed), ``∞`` / ``+∞`` / ``-∞`` for infinities."""
+    return ("-" if x < 0 else "+" if sign else "") + "∞" if math.isinf(x) else f"{x:{sign}.2f}"
 
 
 def _label(method: str, row: Row) -> str:
@@ -585,13 +598,13 @@ def format_markdown(rows: Sequence[Row]) -> str:
         cells = [row.set, str(row.images)]
         for m in methods:
             s = row.scores.get(m)
-            cells.append(f"{s.psnr:.2f} / {s.ssim:.4f}" if s else "–")
+            cells.append(f"{db(s.psnr)} / {s.ssim:.4f}" if s else "–")
         for m in first.models:
             g = row.gains.get(m)
             vs = _label(g.over, row) if g else ""
             if g and g.over_ssim != g.over:
                 vs += f" (SSIM vs {_label(g.over_ssim, row)})"
-            cells.append(f"{g.psnr:+.2f} dB / {g.ssim:+.4f} vs {vs}, wins {g.wins}/{g.images}" if g else "–")
+            cells.append(f"{db(g.psnr, '+')} dB / {g.ssim:+.4f} vs {vs}, wins {g.wins}/{g.images}" if g else "–")
         lines.append("| " + " | ".join(cells) + " |")
     base = ", ".join(_label(b, first) for b in first.baselines)
     lines += ["", f"PSNR (dB) / SSIM: 8-bit RGB, Gaussian SSIM, whole images, means over images. Baselines: {base}; "
