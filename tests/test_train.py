@@ -411,3 +411,18 @@ def test_the_on_the_fly_mixture_follows_the_config():
     for bad in (dict(noise_model="poisson"), dict(w_none=-1.0), dict(srgb_blur_prob=1.5)):
         with pytest.raises(TrainError):
             TrainConfig(**bad)
+
+
+def test_unblurred_validation_pairs_log_finite_figures(tmp_path):
+    """The yardstick's identity set as --val: input == target would be an infinite PSNR."""
+    root = tmp_path / "identity"
+    for i in range(2):
+        img = natural_like(64, 64, seed=i)
+        write_image(root / "blur" / f"{i}.png", img)
+        write_image(root / "sharp" / f"{i}.png", img)
+    run = tmp_path / "run"
+    train(tiny_cfg(root, steps=2, val_every=2, val=(str(root),)), run, precision="fp32")
+    for line in (run / "log.jsonl").read_text().splitlines():
+        entry = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the log"))  # strict JSON
+        if "val_psnr" in entry:
+            assert entry["val_input_psnr"] == 100.0 and math.isfinite(entry["val_psnr"])
