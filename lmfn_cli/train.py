@@ -462,6 +462,7 @@ def train(
     recipe: Recipe | None = None,
     on_log: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    until_step: int | None = None,
 ) -> RunState:
     """Train (or continue training) the run in ``run_dir``; returns where it stopped.
 
@@ -469,6 +470,9 @@ def train(
     the total). ``init_weights``: start a new run from a weights file (fine-tuning).
     ``max_minutes`` stops the session cleanly (with a checkpoint) after that wall time;
     ``should_stop`` is asked between steps (e.g. set by a signal handler) and stops it the same way.
+    ``until_step`` stops it the same way once that many steps are done, without touching the
+    schedule (``steps`` sets its length): arms of a comparison stop at equal steps, and a later
+    resume continues as if there had been no stop.
 
     ``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` autocast (``lmfn_cli.precision``:
     ``auto`` is bf16 on a CPU with native bf16 when a 20-step probe shows it faster, bf16 on
@@ -529,7 +533,8 @@ def train(
     stopped_early = False
     for blur, sharp in loader:
         out_of_time = max_minutes is not None and time.monotonic() - run_start >= max_minutes * 60
-        if out_of_time or (should_stop is not None and should_stop()):
+        reached = until_step is not None and state.step >= until_step
+        if out_of_time or reached or (should_stop is not None and should_stop()):
             stopped_early = True
             break
         loss, lr = session.step(blur, sharp)

@@ -426,3 +426,16 @@ def test_unblurred_validation_pairs_log_finite_figures(tmp_path):
         entry = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the log"))  # strict JSON
         if "val_psnr" in entry:
             assert entry["val_input_psnr"] == 100.0 and math.isfinite(entry["val_psnr"])
+
+
+def test_until_step_stops_without_touching_the_schedule(tmp_path, pairs_dir):
+    """Stopped at step 4 of 8 and resumed, a run ends where the straight run ends: the
+    schedule (cosine over 8) was the same all along, unlike --steps 4 then --steps 8."""
+    cfg = tiny_cfg(pairs_dir, val=None, schedule="cosine")
+    train(cfg, tmp_path / "straight", precision="fp32")
+    state = train(cfg, tmp_path / "split", precision="fp32", until_step=4)
+    assert state.step == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["config"]["steps"] == 8
+    train(None, tmp_path / "split", resume=True)
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "split" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -60,6 +60,8 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where its checkpoint left off.")
 @click.option("--init", "init_weights", type=click.Path(dir_okay=False, exists=True), help="Start a new run from these weights.")
 @click.option("--max-minutes", type=float, default=None, help="Stop cleanly (with a checkpoint) after this wall time.")
+@click.option("--until-step", type=int, default=None,
+              help="Stop cleanly (with a checkpoint) once the run has done this many steps; the schedule is unchanged (--steps sets it).")
 @click.option("--workers", default=0, show_default=True, help="Data loader processes (0: in the training process).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default=None,
               help="Autocast precision [default: auto for a new run; a resumed run keeps the one it recorded]. "
@@ -76,7 +78,7 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
 def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: str, global_residual: bool | None, resume: bool,
-          init_weights: str | None, max_minutes: float | None, workers: int, precision: str, channels_last: bool | None,
+          init_weights: str | None, max_minutes: float | None, until_step: int | None, workers: int, precision: str, channels_last: bool | None,
           amp: bool | None, threads: int | None, export_path: Path | None, export_fp16: bool, export_which: str,
           device: str, quiet: bool, **fields) -> None:
     """Train LMFN on paired folders and/or sharp photos blurred on the fly.
@@ -167,7 +169,7 @@ def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: 
     previous = {sig: signal.signal(sig, ask_to_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         state = run_training(cfg, run_dir, resume=resume, init_weights=init_weights, device=dev, max_minutes=max_minutes,
-                             steps=steps, workers=workers, precision=precision, channels_last=channels_last,
+                             until_step=until_step, steps=steps, workers=workers, precision=precision, channels_last=channels_last,
                              recipe=recipe, on_log=progress, should_stop=stop.is_set)
         click.echo(json.dumps({"run": str(run_dir), "step": state.step, "best": state.best}))
         if export_path is not None:
