@@ -2,8 +2,9 @@
 Videos (``video.VIDEO_EXTENSIONS``) are jobs too, run by ``video.deblur_video``.
 
 Inputs are files, folders (their images; ``recursive`` walks sub-folders and keeps the
-structure under the output folder) and glob patterns (expanded here, so quoted patterns work
-on every shell, ``**`` included). Hidden files are skipped in folders. Inputs, ``--gt`` and the
+structure under the output folder) and glob patterns (expanded by ``inputs.expand_inputs``, so
+quoted patterns work on every shell, ``**`` included). Hidden files are skipped in folders; an
+odd entry (a broken link, a FIFO named like an image...) is one problem. Inputs, ``--gt`` and the
 output folder may also be URIs (``s3://bucket/in/``; ``uris.URI``): images are read and written
 through their pyarrow filesystem, with the same naming and the same temporary-then-move rule.
 """
@@ -11,7 +12,6 @@ through their pyarrow filesystem, with the same naming and the same temporary-th
 from __future__ import annotations
 
 import dataclasses
-import glob
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -22,14 +22,15 @@ from pathlib import Path
 from .errors import ConfigError, ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import remove_stale_temporaries
-from .images import DEFAULT_MAX_PIXELS, EXTENSION, IMAGE_EXTENSIONS, Picture, read_picture
+from .images import DEFAULT_MAX_PIXELS, EXTENSION, Picture, read_picture
 from .inference import restore
+from .inputs import expand_inputs, real_path
 from .model import LMFN
 from .report import RecordLog, ReportOptions, now, write_html_report
 from .tiling import DEFAULT_OVERLAP
-from .uris import URI, expand_uri, has_glob, is_uri, location, read_picture_at, write_picture_at
+from .uris import URI, location, read_picture_at, write_picture_at
 from .uris import remove_stale_temporaries as remove_stale_objects
-from .video import VIDEO_EXTENSIONS, VIDEO_FORMATS, VideoSettings, deblur_video, is_video
+from .video import VIDEO_FORMATS, VideoSettings, deblur_video, is_video
 
 log = logging.getLogger(__name__)
 
@@ -80,58 +81,6 @@ class Record:
     fps: float | None = None
 
 
-def _images_in(folder: Path, recursive: bool, exclude: Path | URI | None) -> list[Path]:
-    walk = folder.rglob("*") if recursive else folder.iterdir()
-    found = []
-    for p in walk:
-        rel = p.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts):
-            continue
-        if isinstance(exclude, Path) and p.resolve().is_relative_to(exclude):
-            continue  # do not feed earlier results (OUT inside an input folder) back in
-        if (p.suffix.lower() in IMAGE_EXTENSIONS or p.suffix.lower() in VIDEO_EXTENSIONS) and p.is_file():
-            found.append(p)
-    return sorted(found)
-
-
-def expand_inputs(inputs: list[str], *, recursive: bool = False,
-                  exclude: Path | URI | None = None) -> tuple[list[tuple[Path | URI, Path]], list[ImageError]]:
-    """Inputs -> ``(file, path relative to the output folder)`` pairs and the problems found.
-
-    A file keeps its name; a folder's images keep their path below the folder; a glob's
-    matches keep their names. An existing path is never treated as a pattern.
-    """
-    found: list[tuple[Path, Path]] = []
-    problems: list[ImageError] = []
-    for text in inputs:
-        if is_uri(text):
-            uris, uri_problems = expand_uri(text, IMAGE_EXTENSIONS | VIDEO_EXTENSIONS, recursive=recursive,
-                                            exclude=exclude if isinstance(exclude, URI) else None)
-            found += [(u, Path(rel)) for u, rel in uris]
-            problems += uri_problems
-            continue
-        item = Path(text)
-        if item.exists() or not has_glob(text):
-            matches = [item]
-        else:
-            matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
-            if not matches:
-                problems.append(ImageError(text, "no files match this pattern"))
-                continue
-        for path in matches:
-            if path.is_dir():
-                images = _images_in(path, recursive, exclude)
-                if not images:
-                    hint = "" if recursive else " (use -r for sub-folders)"
-                    problems.append(ImageError(path, f"folder holds no images{hint}"))
-                found += [(p, p.relative_to(path)) for p in images]
-            elif path.exists():
-                found.append((path, Path(path.name)))
-            else:
-                problems.append(ImageError(path, "no such file or folder"))
-    return found, problems
-
-
 def output_name(rel: Path, fmt: str, suffix: str) -> Path:
     """``photo.JPG`` + fmt ``png`` + suffix ``-sharp`` -> ``photo-sharp.png`` (same folder part).
 
@@ -151,22 +100,23 @@ def plan_jobs(inputs: list[str], out_dir: Path | URI, *, recursive: bool = False
               suffix: str = "") -> tuple[list[Job], list[ImageError]]:
     """Jobs for every input image, and the problems found (missing inputs, empty folders, two
     inputs with one output name, an output that would replace an input)."""
-    found, problems = expand_inputs(inputs, recursive=recursive, exclude=out_dir.resolve())
-    sources = {src.resolve() for src, _ in found}
+    found, problems = expand_inputs(inputs, recursive=recursive, exclude=real_path(out_dir))
+    sources = {real_path(src) for src, _ in found}
     jobs: list[Job] = []
     seen: dict[Path, Path] = {}
     planned: set[Path] = set()
     for src, rel in found:
-        if src.resolve() in planned:
+        if real_path(src) in planned:
             continue  # the same file named twice (e.g. a file and its folder): do it once
-        planned.add(src.resolve())
+        planned.add(real_path(src))
         dst = out_dir / output_name(rel, fmt, suffix)
-        if dst.resolve() in sources:
+        real_dst = real_path(dst)  # real_path, not resolve(): never raises on a link loop
+        if real_dst in sources:
             problems.append(ImageError(src, f"output {dst} would replace an input; choose another -o or a --suffix"))
-        elif dst.resolve() in seen:
-            problems.append(ImageError(src, f"same output {dst} as {seen[dst.resolve()]}; skipped (use -r to keep folders apart)"))
+        elif real_dst in seen:
+            problems.append(ImageError(src, f"same output {dst} as {seen[real_dst]}; skipped (use -r to keep folders apart)"))
         else:
-            seen[dst.resolve()] = src
+            seen[real_dst] = src
             jobs.append(Job(src, dst))
     return jobs, problems
 
@@ -424,7 +374,10 @@ def attach_truth(jobs: list[Job], gt_dir: Path | URI, pair_by: str = "stem", *, 
     """
     from .evaluation import pair_by_order, pair_by_stem
 
-    truths = [t for t, _ in expand_inputs([str(gt_dir)], recursive=recursive)[0]]
+    found, problems = expand_inputs([str(gt_dir)], recursive=recursive)
+    truths = [t for t, _ in found]
+    for problem in problems:  # a broken link, a FIFO named like an image...: no job fails for it
+        log.warning("ground truth left out: %s", problem)
     if not truths:
         raise NothingToDoError(f"{gt_dir}: no ground-truth images")
     pairing = pair_by_stem if pair_by == "stem" else pair_by_order

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Control characters as backslash escapes: \n, \t, \r by name, the others as \xNN.
-_ESCAPES = {i: f"\\x{i:02x}" for i in [*range(32), 127]} | {10: "\\n", 9: "\\t", 13: "\\r"}
+# Control characters as backslash escapes: \n, \t, \r by name, the others as \xNN; and the bytes
+# of a name that is not valid UTF-8 (which os.fsdecode gives as lone surrogates U+DC80..U+DCFF) as \xNN.
+_ESCAPES = ({i: f"\\x{i:02x}" for i in [*range(32), 127]} | {10: "\\n", 9: "\\t", 13: "\\r"}
+            | {0xDC00 + b: f"\\x{b:02x}" for b in range(0x80, 0x100)})
 
 
 def one_line(text: object) -> str:
     """``str(text)`` with control characters (newline, tab, ...) written as backslash escapes, so
-    that a file name can never break a one-line message or a tab-separated result line. Names
-    without control characters come back unchanged; ``--json`` output keeps them exactly."""
+    that a file name can never break a one-line message or a tab-separated result line, and the
+    bytes of a name that is not UTF-8 as ``\\xNN``, so that it can be printed on any stream. Names
+    without either come back unchanged; ``--json`` output keeps them exactly."""
     return str(text).translate(_ESCAPES)
 
 

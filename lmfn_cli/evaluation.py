@@ -264,4 +264,5 @@ def write_report(path: Path, report: Report, *, overwrite: bool = True) -> None:
     else:
         raise ConfigError(f"{path}: a report must end in .json or .csv")
     with atomic_path(path, overwrite=overwrite) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+        # errors: a file name that is not UTF-8 keeps its bytes (its CSV cell names the file exactly)
+        Path(tmp).write_text(text, encoding="utf-8", errors="surrogateescape")

@@ -379,7 +379,7 @@ def write_html_report(path: str | Path, records: Iterable[dict], header: dict | 
     path = Path(path)
     _check_replaceable(path)
     with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        tmp.write_text(page, encoding="utf-8", errors="surrogateescape")  # a name that is not UTF-8 keeps its bytes
     return path
 
 
