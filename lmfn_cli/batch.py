@@ -426,7 +426,9 @@ class Batch:
             raise NothingToDoError("no images to deblur")
         # left by a run that was killed (kill -9)
         remove_stale_temporaries([j.dst for j in jobs if isinstance(j.dst, Path)])
-        remove_stale_objects([j.dst for j in jobs if isinstance(j.dst, URI)])
+        object_dests = [j.dst for j in jobs if isinstance(j.dst, URI)]
+        if object_dests:  # pyarrow is an extra: a local batch must not need it
+            remove_stale_objects(object_dests)
         if opts.gt_dir is not None:
             jobs = attach_truth(jobs, opts.gt_dir, opts.pair_by, recursive=opts.recursive)
         model = self._model
