@@ -124,6 +124,10 @@ def score_pair(restored: torch.Tensor, truth: torch.Tensor, protocol: Protocol, 
     kw = {"y_channel": protocol.y_channel and a.shape[0] == 3, "crop_border": protocol.crop_border}
     if protocol.crop_border * 2 >= min(a.shape[1:]):
         raise ImageError(name, f"border crop {protocol.crop_border} leaves nothing of a {a.shape[2]}x{a.shape[1]} image")
+    side = min(a.shape[1:]) - 2 * protocol.crop_border
+    if protocol.ssim == "gaussian" and side < 11:
+        raise ImageError(name, f"too small to score: SSIM's 11x11 window needs at least 11x11 pixels, "
+                               f"got {a.shape[2]}x{a.shape[1]}")
     return Score(name, float(psnr(a, b, **kw)[0]), float(ssim(a, b, variant=protocol.ssim, **kw)[0]))
 
 

@@ -403,3 +403,17 @@ def test_input_names_that_start_with_a_dash(runner, tmp_path, tiny_weights, monk
     result = runner.invoke(main, [*args, "--", "-x.png"])  # after --, a file name
     assert result.exit_code == 0 and result.stdout.splitlines() == ["out/-x.png"]
     assert (tmp_path / "out" / "-x.png").exists()
+
+
+def test_an_image_too_small_to_score_is_one_error_and_the_batch_goes_on(runner, tmp_path, tiny_weights):
+    """--gt on a 8x8 image: SSIM's 11x11 window does not fit; it was a traceback for the batch."""
+    blur, sharp = tmp_path / "blur", tmp_path / "sharp"
+    for name, (h, w) in {"tiny.png": (8, 8), "ok.png": (24, 32)}.items():
+        img = natural_like(h, w, seed=1)
+        write_image(blur / name, img)
+        write_image(sharp / name, img)
+    result = run(runner, blur, "-o", tmp_path / "out", "--gt", sharp, weights=tiny_weights)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("lmfn: error:")]
+    assert len(errors) == 1 and "tiny.png" in errors[0] and "too small to score" in errors[0]
+    assert any(line.startswith(str(tmp_path / "out" / "ok.png")) for line in result.stdout.splitlines())
