@@ -26,7 +26,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["PRECISIONS", "cpu_has_native_bf16", "resolve_precision", "probe_step_seconds"]
+__all__ = ["PRECISIONS", "precision_name", "cpu_has_native_bf16", "resolve_precision", "probe_step_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def _cuda_has_native_bf16() -> bool:
         return torch.cuda.is_bf16_supported()
 
 
-def _name(dtype: torch.dtype | None) -> str:
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``None`` (no autocast) -> ``fp32``; ``torch.bfloat16`` -> ``bf16``; ``torch.float16`` -> ``fp16``."""
     return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
@@ -111,7 +112,7 @@ def resolve_precision(
     fp32_s = probe(None)
     bf16_s = probe(torch.bfloat16)
     chosen = torch.bfloat16 if bf16_s < fp32_s else None
-    log.info("precision auto: %s (probe: bf16 %.3f s, fp32 %.3f s per step)", _name(chosen), bf16_s, fp32_s)
+    log.info("precision auto: %s (probe: bf16 %.3f s, fp32 %.3f s per step)", precision_name(chosen), bf16_s, fp32_s)
     return chosen
 
 

@@ -41,6 +41,7 @@ from .errors import LMFNError
 from .files import atomic_path
 from .metrics import psnr, ssim
 from .model import LMFN
+from .precision import precision_name
 from .train_config import TrainConfig, TrainError, learning_rate
 from .train_data import BatchSource, PairedImages, build_batches, find_pairs, load_val_set, load_val_sets
 from .weights import read_weights, save_weights
@@ -414,11 +415,6 @@ class TrainSession:
             },
             self.run_dir / "checkpoint.pt",
         )
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    """``None`` (no autocast) -> ``fp32``; ``torch.bfloat16`` -> ``bf16``; ``torch.float16`` -> ``fp16``."""
-    return "fp32" if dtype is None else {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
 def _session_numerics(ckpt: dict | None, device: torch.device, precision: str | None,
