@@ -526,6 +526,8 @@ def train(
     model.train()
     run_start = last_ckpt = session.clock = time.monotonic()
     loss_sum, loss_n = 0.0, 0
+    # steps/s over the steps since the last log line: data + step time, not validation/checkpoints
+    busy, busy_n, mark = 0.0, 0, time.monotonic()
     stopped_early = False
     for blur, sharp in loader:
         out_of_time = max_minutes is not None and time.monotonic() - run_start >= max_minutes * 60
@@ -536,17 +538,20 @@ def train(
         loss, lr = session.step(blur, sharp)
         loss_sum, loss_n = loss_sum + loss, loss_n + 1
         now = time.monotonic()
+        busy, busy_n = busy + now - mark, busy_n + 1
         last = state.step == cfg.steps
         if state.step % cfg.log_every == 0 or last:
             session.write_log({"step": state.step, "loss": loss_sum / loss_n, "lr": lr,
-                               "elapsed": round(state.elapsed + now - session.clock, 1)})
-            loss_sum, loss_n = 0.0, 0
+                               "elapsed": round(state.elapsed + now - session.clock, 1),
+                               "steps_per_s": round(busy_n / max(busy, 1e-9), 3)})
+            loss_sum, loss_n, busy, busy_n = 0.0, 0, 0.0, 0
         if state.step % cfg.val_every == 0 or last:
             session.validate()
         if now - last_ckpt > cfg.ckpt_minutes * 60 or last:
             session.tick(now)
             session.checkpoint()
             last_ckpt = now
+        mark = time.monotonic()
     session.tick(time.monotonic())
     session.checkpoint()
     plot_curve(session.log_path, run_dir / "curve.png")

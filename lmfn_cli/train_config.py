@@ -59,6 +59,14 @@ class TrainConfig:
     """On-the-fly blur: weight of barely blurred pairs (1-2 px random trajectories)."""
     srgb_blur_prob: float = 0.0
     """On-the-fly blur: share of pairs blurred in sRGB values instead of linear light."""
+    none_target: Literal["clean", "input"] = "clean"
+    """On-the-fly blur: the target of unblurred pairs (``synth.SynthConfig.none_target``):
+    ``input`` makes them exact identities, noise and JPEG included, so they teach leaving a sharp
+    photo alone rather than denoising it."""
+    highlight_prob: float = 0.25
+    """On-the-fly blur: share of pairs whose highlights are boosted above white before the blur
+    (``synth.Degradation.clip_prob``): real light sources bloom when blurred, but those pairs are
+    on average 7.5 levels brighter blurry than sharp (``benchmarks/synth_bias.py``)."""
     kernel_split: Literal["train", "all"] = "train"
     """Which measured kernels on-the-fly blur may use: ``train`` leaves out the ones the
     validation sets are blurred with (``synth.KernelBank.split``); ``all`` uses every one."""
@@ -104,8 +112,10 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         if self.loss not in ("mse", "l1", "charbonnier", "psnr"):
             raise TrainError(f"loss must be mse, l1, charbonnier or psnr, got {self.loss!r}")
-        if not (0 <= self.noise_prob <= 1 and 0 <= self.jpeg_prob <= 1 and 0 <= self.srgb_blur_prob <= 1):
-            raise TrainError("noise_prob, jpeg_prob and srgb_blur_prob must be in [0, 1]")
+        if not all(0 <= p <= 1 for p in (self.noise_prob, self.jpeg_prob, self.srgb_blur_prob, self.highlight_prob)):
+            raise TrainError("noise_prob, jpeg_prob, srgb_blur_prob and highlight_prob must be in [0, 1]")
+        if self.none_target not in ("clean", "input"):
+            raise TrainError(f"none_target must be clean or input, got {self.none_target!r}")
         if self.noise_model not in ("clipped-linear", "zero-mean"):
             raise TrainError(f"noise_model must be clipped-linear or zero-mean, got {self.noise_model!r}")
         if not (self.w_none >= 0 and self.w_small >= 0):

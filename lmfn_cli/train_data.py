@@ -158,8 +158,10 @@ def synth_config(cfg: TrainConfig):
     """The ``synth.SynthConfig`` that blurs ``cfg``'s sharp photos on the fly."""
     from . import synth
 
-    degradation = synth.Degradation(noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob, noise_model=cfg.noise_model)
+    degradation = synth.Degradation(noise_prob=cfg.noise_prob, jpeg_prob=cfg.jpeg_prob, noise_model=cfg.noise_model,
+                                    clip_prob=cfg.highlight_prob)
     return synth.SynthConfig(w_none=cfg.w_none, w_small=cfg.w_small, srgb_blur_prob=cfg.srgb_blur_prob,
+                             none_target=cfg.none_target,
                              degradation=degradation)
 
 

@@ -672,6 +672,22 @@ def test_unblurred_pairs_differ_only_by_noise():
     assert info["source"] == "none" and np.abs(blurry - sharp).max() < 1e-6
 
 
+def test_unblurred_pairs_can_ask_for_their_own_degraded_input():
+    """none_target='input': noise and JPEG are in both halves, so the pair is exactly the identity;
+    'clean' (the default) asks the network to remove them."""
+    noisy = Degradation(noise_prob=1.0, jpeg_prob=1.0, clip_prob=0.0, noise_model="zero-mean")
+    for seed in range(3):
+        clean = synthesize_pair(image(), np.random.default_rng(seed), only("none", degradation=noisy))
+        same = synthesize_pair(image(), np.random.default_rng(seed), only("none", degradation=noisy, none_target="input"))
+        assert np.array_equal(clean[0], same[0])  # the same draws: only the target differs
+        assert np.abs(clean[0] - clean[1]).max() > 2 / 255  # noise and JPEG to remove
+        assert np.array_equal(same[0], same[1]) and same[1] is not same[0]
+    blurred = synthesize_pair(image(), np.random.default_rng(0), only("trajectory", degradation=noisy, none_target="input"))
+    assert np.abs(blurred[0] - blurred[1]).max() > 2 / 255  # blurred pairs keep their clean target
+    with pytest.raises(ConfigError, match="none_target"):
+        SynthConfig(none_target="noisy")
+
+
 def test_the_original_mixture_draws_the_same_pairs_with_the_new_fields_at_zero():
     """srgb_blur_prob, w_small and the noise model at their defaults take no random numbers, so
     the validation sets and old recipes make the very pairs they made before."""

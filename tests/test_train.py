@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,7 @@ def test_training_runs_end_to_end_and_writes_its_files(tmp_path, pairs_dir):
     assert [e["step"] for e in log if "val_psnr" in e] == [0, 4, 8]
     assert [e["step"] for e in log if "loss" in e] == [2, 4, 6, 8]
     assert all(math.isfinite(e["loss"]) for e in log if "loss" in e)
+    assert all(e["steps_per_s"] > 0 for e in log if "loss" in e)  # printed as steps/s
     assert Image.open(run / "curve.png").size == (900, 600)
     assert load_model(run / "best.safetensors").config == TINY
 
@@ -225,6 +227,7 @@ def test_cli_train_resume_and_export(tmp_path, pairs_dir):
     r = CliRunner().invoke(main, ["train", str(run), "--paired", str(pairs_dir), "--val", str(pairs_dir), "--steps", "2", *common])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["step"] == 2
+    assert re.search(r"step +2  loss [0-9.]+  lr \S+  \d+s  [0-9.]+ steps/s", r.stderr), r.stderr
     r = CliRunner().invoke(main, ["train", str(run), "--resume", "--steps", "3", "--export", str(out), "--export-which", "last"])
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1] == str(out)
@@ -404,11 +407,19 @@ def test_the_on_the_fly_mixture_follows_the_config():
 
     old = synth_config(TrainConfig())
     assert (old.w_none, old.w_small, old.srgb_blur_prob, old.degradation.noise_model) == (0, 0, 0, "clipped-linear")
+    assert old.degradation.clip_prob == 0.25  # runs before highlight_prob existed boosted a quarter
     new = synth_config(TrainConfig(noise_model="zero-mean", w_none=0.25, w_small=0.125, srgb_blur_prob=0.5,
-                                   noise_prob=0.7, jpeg_prob=0.2))
+                                   noise_prob=0.7, jpeg_prob=0.2, highlight_prob=0.05, none_target="input"))
+    assert (old.none_target, new.none_target) == ("clean", "input")
     assert (new.w_none, new.w_small, new.srgb_blur_prob) == (0.25, 0.125, 0.5)
     assert (new.degradation.noise_model, new.degradation.noise_prob, new.degradation.jpeg_prob) == ("zero-mean", 0.7, 0.2)
-    for bad in (dict(noise_model="poisson"), dict(w_none=-1.0), dict(srgb_blur_prob=1.5)):
+    assert new.degradation.clip_prob == 0.05
+    # a checkpoint's config from before the field reads back with the old behaviour
+    saved = TrainConfig().to_dict()
+    del saved["highlight_prob"]
+    assert TrainConfig.from_dict(saved).highlight_prob == 0.25
+    for bad in (dict(noise_model="poisson"), dict(w_none=-1.0), dict(srgb_blur_prob=1.5), dict(highlight_prob=-0.1),
+                dict(none_target="noisy")):
         with pytest.raises(TrainError):
             TrainConfig(**bad)
 

@@ -32,6 +32,10 @@ from .options import EXIT_FAILED, device_option, fail
 @click.option("--w-none", default=0.0, show_default=True, help="On-the-fly blur: weight of unblurred pairs (the blur sources' weights sum to 1).")
 @click.option("--w-small", default=0.0, show_default=True, help="On-the-fly blur: weight of barely blurred (1-2 px) pairs.")
 @click.option("--srgb-blur-prob", default=0.0, show_default=True, help="On-the-fly blur: share of pairs blurred in sRGB values, not linear light.")
+@click.option("--none-target", type=click.Choice(["clean", "input"]), default="clean", show_default=True,
+              help="On-the-fly blur: target of unblurred pairs; input makes them exact identities (noise and JPEG kept).")
+@click.option("--highlight-prob", default=0.25, show_default=True,
+              help="On-the-fly blur: share of pairs with highlights boosted above white before the blur.")
 @click.option("--kernel-split", type=click.Choice(["train", "all"]), default="train", show_default=True,
               help="train: leave out the kernels the validation sets use (USRNet 8-11, gyro_04).")
 @click.option("--val", multiple=True, type=click.Path(file_okay=False, exists=True), help="Paired folder for validation (e.g. made by benchmarks/validation.py --build-only). Repeatable: each set is scored, the best checkpoint has the best mean.")
@@ -152,7 +156,8 @@ def train(ctx: click.Context, run_dir: Path, recipe_path: Path | None, variant: 
         if quiet:
             return
         if "loss" in entry:
-            click.echo(f"step {entry['step']:>8d}  loss {entry['loss']:.5f}  lr {entry['lr']:.2e}  {entry['elapsed']:.0f}s", err=True)
+            speed = f"  {entry['steps_per_s']:.2f} steps/s" if "steps_per_s" in entry else ""
+            click.echo(f"step {entry['step']:>8d}  loss {entry['loss']:.5f}  lr {entry['lr']:.2e}  {entry['elapsed']:.0f}s{speed}", err=True)
         else:
             ema = f"  EMA {entry['val_ema_psnr']:.2f} dB" if "val_ema_psnr" in entry else ""
             click.echo(f"step {entry['step']:>8d}  val PSNR {entry['val_psnr']:.2f} dB (input {entry['val_input_psnr']:.2f})  SSIM {entry['val_ssim']:.4f}{ema}", err=True)

@@ -66,7 +66,10 @@ class SynthConfig:
     instead of linear light. Light adds up in linear light, so a camera's blur brightens
     texture once tone-mapped; but many images people bring were blurred in sRGB values (by
     software, by resizing, by datasets made that way, GoPro's among them), and a network
-    taught only linear blur darkens those. The defaults (0, 0, 0) are the original mixture.
+    taught only linear blur darkens those. ``none_target``: what an unblurred pair asks for:
+    ``clean`` (the photo before noise and JPEG: such pairs teach denoising, and a network so
+    taught changes the texture of clean sharp photos) or ``input`` (the degraded input itself:
+    exactly the identity). The defaults (0, 0, 0, clean) are the original mixture.
     """
 
     w_trajectory: float = 0.40
@@ -78,6 +81,7 @@ class SynthConfig:
     w_small: float = 0.0
     small_extent: tuple[float, float] = (1.0, 2.0)
     srgb_blur_prob: float = 0.0
+    none_target: Literal["clean", "input"] = "clean"
     kernel_size: int = 31
     min_extent: float = 3.0
     focal_rel: tuple[float, float] = (0.7, 2.0)
@@ -101,6 +105,8 @@ class SynthConfig:
         object.__setattr__(self, "small_extent", _range(self.small_extent, "small_extent", 0.1, self.kernel_size - 2))
         if not 0 <= self.srgb_blur_prob <= 1:
             raise ConfigError(f"srgb_blur_prob must be in [0, 1], got {self.srgb_blur_prob!r}")
+        if self.none_target not in ("clean", "input"):
+            raise ConfigError(f"none_target must be 'clean' or 'input', got {self.none_target!r}")
         object.__setattr__(self, "gyro_exposure_s", _range(self.gyro_exposure_s, "gyro_exposure_s", 1e-4, 10))
         if self.homography_samples < 1:
             raise ConfigError(f"homography_samples must be >= 1, got {self.homography_samples}")
@@ -339,6 +345,8 @@ def synthesize_pair(
 
     degradation: dict = {}
     blurry = apply_degradation(blurred, rng, cfg.degradation, record=degradation)
+    if source == "none" and cfg.none_target == "input":
+        sharp = blurry.copy()  # exactly the identity: a sharp photo, noisy or JPEG'd, is left alone
     info = {
         "source": source,
         "params": params,
