@@ -162,6 +162,19 @@ REGISTRY: dict[str, WeightsEntry] = {
             config=LMFNConfig(global_residual=True),
             description="lmfn-residual, fp16, v1 + 10.5 min on an H100: mild sharpening (+0.51 to +0.79 dB on the validation table)",
         ),
+        WeightsEntry(
+            name="lmfn-synthblur-v7",
+            filename="lmfn-synthblur-v7.safetensors",
+            sha256="569ee70848c14638fd0ef5bd240a47816135ab52f8e41f576bf664d00b2fb4ec",
+            size=2_514_872,
+            licence="research only: trained on photos licensed for non-commercial research (BSDS500)",
+            training_data="v2 continued on a 2-core CPU on unbiased pairs (issue 27): BSDS500 train+test and "
+            "Urban100 blurred on the fly (zero-mean noise, half in sRGB values, 20% unblurred as exact "
+            "identities, 10% barely blurred), 15% GoPro-style averages of GOPR0477_11_00 frames 0-249",
+            config=LMFNConfig(global_residual=True),
+            description="lmfn-residual, fp16, v2 + runs v6 and v7 on a 2-core CPU: leaves sharp photos alone (identity 47.8 dB), "
+            "mild deblurring; not the default: short of v2 by 0.05-0.13 dB on the linear-light synthetic rows",
+        ),
     )
 }
 DEFAULT_NAME = "lmfn-synthblur-v2"

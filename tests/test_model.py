@@ -248,7 +248,7 @@ def test_whole_model_channels_last_equals_contiguous(size):
     assert {k: v.shape for k, v in nhwc.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
 
 
-@pytest.mark.parametrize("name", ["lmfn-synthblur-v2.safetensors"])
+@pytest.mark.parametrize("name", ["lmfn-synthblur-v2.safetensors", "lmfn-synthblur-v7.safetensors"])
 def test_shipped_weights_load_and_acfm_matches_the_reference(name):
     model = load_model(WEIGHTS / name)
     acfm = model.decoder.acfm

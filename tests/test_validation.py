@@ -175,6 +175,17 @@ def test_build_refuses_a_cache_with_another_definition(fake_shared, tmp_path):
         val.build_sets(fake_shared, tmp_path, ["motion-clean"], sets=changed)
     reworded = {"motion-clean": dataclasses.replace(sets["motion-clean"], description="new words")}
     assert val.build_sets(fake_shared, tmp_path, ["motion-clean"], sets=reworded)["motion-clean"] == folder
+    # a cache built before a synth field existed (here none_target and noise_model): at their
+    # defaults they draw the same pairs, so it is still the same set; a value that is not the
+    # default is another set
+    meta = json.loads((folder / "set.json").read_text())
+    del meta["definition"]["synth"]["none_target"], meta["definition"]["synth"]["degradation"]["noise_model"]
+    (folder / "set.json").write_text(json.dumps(meta))
+    assert val.build_sets(fake_shared, tmp_path, ["motion-clean"], sets=sets)["motion-clean"] == folder
+    meta["definition"]["synth"]["none_target"] = "input"
+    (folder / "set.json").write_text(json.dumps(meta))
+    with pytest.raises(FileProblem, match="different definition"):
+        val.build_sets(fake_shared, tmp_path, ["motion-clean"], sets=sets)
     (folder / "set.json").unlink()
     with pytest.raises(FileProblem, match="no set.json"):
         val.build_sets(fake_shared, tmp_path, ["motion-clean"], sets=sets)
