@@ -96,7 +96,7 @@ def test_zero_mean_noise_matches_synth_in_mean_and_deviation(level):
 
 
 def test_gpu_synthesis_refuses_what_it_does_not_do():
-    for cfg in (synth.SynthConfig(w_small=0.1), synth.SynthConfig(srgb_blur_prob=0.5)):
+    for cfg in (synth.SynthConfig(w_small=0.1), synth.SynthConfig(srgb_blur_prob=0.5), synth.SynthConfig(none_target="input")):
         with pytest.raises(ConfigError, match="not in the GPU batch synthesis"):
             gs.uniform_source_weights(cfg, None)
 
