@@ -26,19 +26,16 @@ sys.path.insert(0, str(ROOT))
 
 from lmfn_cli.images import read_image  # noqa: E402
 from lmfn_cli.inference import restore  # noqa: E402
+from lmfn_cli.validation import gaussian_blur  # noqa: E402
 from lmfn_cli.weights import load_model  # noqa: E402
 
 SET = ROOT / "scratch" / "val" / "identity-v1-seed20260520"
 
 
 def gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur of an (H, W, C) array, reflected at the borders."""
-    r = int(3 * sigma)
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k /= k.sum()
-    pad = np.pad(a, ((r, r), (r, r), (0, 0)), mode="reflect")
-    rows = sum(k[i] * pad[i : i + a.shape[0]] for i in range(2 * r + 1))
-    return sum(k[i] * rows[:, i : i + a.shape[1]] for i in range(2 * r + 1))
+    """``validation.gaussian_blur`` (the unsharp-mask baseline's) on an (H, W, C) array."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).permute(2, 0, 1)[None]
+    return gaussian_blur(t, sigma)[0].permute(1, 2, 0).numpy()
 
 
 def change(x: np.ndarray, y: np.ndarray, sigma: float = 3.0) -> dict[str, float]:

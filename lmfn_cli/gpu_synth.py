@@ -107,8 +107,9 @@ def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
 def uniform_source_weights(cfg: synth.SynthConfig, bank: synth.KernelBank | None) -> dict[str, float]:
     """``cfg``'s weights of the uniform sources, without those ``bank`` has no data for,
     renormalised to sum to 1. Raises ``ConfigError`` when none is left, and for what this batched
-    synthesis does not do yet: barely blurred pairs (``w_small``) and blur in sRGB values
-    (``srgb_blur_prob``) and unblurred pairs as exact identities (``none_target``) are ``synth.synthesize_pair``'s only (the CPU path of ``lmfn train``)."""
+    synthesis does not do yet: barely blurred pairs (``w_small``), blur in sRGB values
+    (``srgb_blur_prob``) and unblurred pairs as exact identities (``none_target``) are
+    ``synth.synthesize_pair``'s only (the CPU path of ``lmfn train``)."""
     if cfg.w_small > 0 or cfg.srgb_blur_prob > 0 or cfg.none_target != "clean":
         raise ConfigError("w_small, srgb_blur_prob and none_target are not in the GPU batch synthesis yet: "
                           "train with pairs made on the CPU (lmfn train --sharp, or lmfn synth)")

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 
 from . import __version__, synth
-from .errors import ConfigError, FileProblem
+from .errors import ConfigError, FileProblem, LMFNError
 from .images import IMAGE_EXTENSIONS, read_image
 from .inference import restore
 from .metrics import psnr, ssim
@@ -247,29 +247,28 @@ def _build(vs: ValSet, shared: Path, tmp: Path) -> dict:
     return extra
 
 
-def _fill_defaults(stored: dict | None, current: dict | None, defaults: dict) -> None:
-    """Add to ``stored`` the keys of ``current`` it lacks whose value is their default."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        for k, v in current.items():
-            if k not in stored and v == defaults.get(k):
-                stored[k] = v
+def _with_synth_defaults(definition: dict) -> dict:
+    """``definition`` with its ``synth`` read back through ``SynthConfig``: a field added since the
+    set was built takes its default, which draws no random numbers and makes the same pairs
+    (tests/test_synth.py checks that), so it is not a new definition. Unreadable: unchanged."""
+    stored = definition.get("synth")
+    if not isinstance(stored, dict):
+        return definition
+    try:
+        cfg = synth.SynthConfig(**stored)
+    except (TypeError, LMFNError):
+        return definition  # a field since removed, or a bad value: compared as it stands
+    return {**definition, "synth": json.loads(json.dumps(dataclasses.asdict(cfg)))}
 
 
 def _check_cached(vs: ValSet, folder: Path) -> None:
     meta = folder / "set.json"
     if not meta.is_file():
         raise FileProblem(folder, "exists but has no set.json: not a finished validation set; move it away")
-    stored = json.loads(meta.read_text(encoding="utf-8")).get("definition") or {}
+    stored = _with_synth_defaults(json.loads(meta.read_text(encoding="utf-8")).get("definition") or {})
     wording = ("description", "caveat")  # rewording them does not change the pairs
-    current = vs.to_dict()
-    if isinstance(stored.get("synth"), dict) and isinstance(current.get("synth"), dict):
-        # A synth field added since the set was built, at its default, draws no random numbers
-        # and makes the same pairs (tests/test_synth.py checks that): it is not a new definition.
-        defaults = json.loads(json.dumps(dataclasses.asdict(synth.SynthConfig())))
-        _fill_defaults(stored["synth"], current["synth"], defaults)
-        _fill_defaults(stored["synth"].get("degradation"), current["synth"].get("degradation"), defaults["degradation"])
     if {k: v for k, v in stored.items() if k not in wording} != {
-            k: v for k, v in current.items() if k not in wording}:
+            k: v for k, v in vs.to_dict().items() if k not in wording}:
         raise FileProblem(folder, f"holds a different definition of set {vs.name}; move it away or raise SET_VERSION")
 
 
