@@ -4,11 +4,12 @@
 
 Prints, in one run (figures for issue 7 and the README):
 
-- seconds per 1280x720 frame: the plain eager forward (``torch.no_grad``, default layout), the
-  same forward channels-last, and the tool's path (``lmfn_cli.restore``: the fused CPU graph of
-  ``lmfn_cli.fused``), 5 runs each in turn after a warm-up (median, min, max), the largest
-  difference between the eager and the tool's outputs, and megapixels per second; ONNX Runtime
-  too when ``lmfn[onnx]`` is installed;
+- seconds per 1280x720 frame, side by side: eager fp32 (``torch.no_grad``, default layout), the
+  same forward channels-last, eager bf16 autocast, the fused CPU graph of ``lmfn_cli.fused`` in
+  fp32 and its bf16 twin (``lmfn_cli.restore`` with ``precision="fp32"`` / ``"bf16"``), 5 runs
+  each in turn after a warm-up (median, min, max), megapixels per second, the CPU and which
+  precision ``--precision auto`` chose, and how far bf16 is from fp32; ONNX Runtime too when
+  ``lmfn[onnx]`` is installed;
 - whole image against tiles: throughput for 1920x1080 whole and in 1024 / 512 px tiles, and
   for 3000x2000 whole and in 1024 / 512 px tiles;
 - peak RSS of ``lmfn deblur`` on a 1280x720, a 3000x2000, a 6000x4000 and a 9000x6000 PNG (a fresh process:
@@ -35,7 +36,8 @@ import numpy as np
 import torch
 
 from lmfn_cli import load_model, restore
-from lmfn_cli.inference import use_channels_last
+from lmfn_cli.inference import resolve_precision, use_channels_last
+from lmfn_cli.precision import native_bf16_flags
 from lmfn_cli.images import write_image
 
 
@@ -58,9 +60,20 @@ def best_of(fn, n: int = 3) -> tuple[float, object]:
     return min(times), out
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def forward_speed(rounds: int = 5) -> float:
-    """The plain eager forward, the channels-last eager forward and the tool's path run in turn
-    (after a warm-up of each), so drifts in the machine's speed hit all alike; medians compared."""
+    """Every CPU path run in turn (after a warm-up of each), so drifts in the machine's speed hit
+    all alike; medians compared: the plain eager forward (fp32 NCHW), the same channels-last, eager
+    bf16 autocast, the fused graph in fp32 and its bf16 twin (``restore(precision=...)``)."""
     image = synthetic(720, 1280)
     x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float() / 255
     plain = load_model(device="cpu")  # a fresh model: default (NCHW) layout
@@ -68,6 +81,7 @@ def forward_speed(rounds: int = 5) -> float:
     x_nhwc = x.contiguous(memory_format=torch.channels_last)
     tool = load_model(device="cpu")
     f32 = image.astype(np.float32) / 255  # a float image comes back as float: compare unrounded
+    auto = resolve_precision("auto", torch.device("cpu"))
 
     def eager():
         with torch.no_grad():
@@ -77,10 +91,17 @@ def forward_speed(rounds: int = 5) -> float:
         with torch.inference_mode():
             return nhwc(x_nhwc).clamp(0, 1)
 
-    def fast():
-        return restore(tool, f32, tile=0).pixels
+    def eager_bf16():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return nhwc(x_nhwc).float().clamp(0, 1)
 
-    paths = {"eager": eager, "nhwc": channels_last, "tool": fast}
+    def fused_fp32():
+        return restore(tool, f32, tile=0, precision="fp32").pixels
+
+    def fused_bf16():
+        return restore(tool, f32, tile=0, precision="bf16").pixels
+
+    paths = {"eager": eager, "nhwc": channels_last, "eager-bf16": eager_bf16, "fp32": fused_fp32, "bf16": fused_bf16}
     outputs = {name: fn() for name, fn in paths.items()}
     times = {name: [] for name in paths}
     for _ in range(rounds):
@@ -90,24 +111,35 @@ def forward_speed(rounds: int = 5) -> float:
             times[name].append(time.perf_counter() - start)
     med = {name: float(np.median(t)) for name, t in times.items()}
     ref = outputs["eager"][0].permute(1, 2, 0).numpy()
-    diff = float(np.abs(ref - outputs["tool"]).max())
     mp = 1280 * 720 / 1e6
-    labels = {"eager": "plain eager forward (no_grad, NCHW)",
-              "nhwc": "channels-last eager forward (inference_mode; the tool's path before the fused graph)",
-              "tool": "tool (restore: fused CPU graph, lmfn_cli.fused)"}
-    print(f"| path ({rounds} runs each, in turn) | median s per 1280x720 frame | min | max | MP/s | vs eager |")
+    labels = {"eager": "eager fp32 (no_grad, NCHW)",
+              "nhwc": "eager fp32 channels-last (inference_mode)",
+              "eager-bf16": "eager bf16 autocast, channels-last",
+              "fp32": "fused fp32 (restore --precision fp32: lmfn_cli.fused)",
+              "bf16": "fused bf16 (restore --precision bf16: the fused graph's bf16 twin)"}
+    print(f"CPU: {cpu_name()}; native bf16 flags: {', '.join(native_bf16_flags()) or 'none'}; "
+          f"--precision auto chose {auto}\n")
+    print(f"| path ({rounds} runs each, in turn) | median s per 1280x720 frame | min | max | MP/s | vs fused fp32 |")
     print("|---|---|---|---|---|---|")
     for name, label in labels.items():
         t = times[name]
-        print(f"| {label} | {med[name]:.3f} | {min(t):.3f} | {max(t):.3f} | {mp / med[name]:.2f} | "
-              f"{med['eager'] / med[name]:.2f}x |")
-    print(f"tool vs eager: {med['eager'] / med['tool']:.2f}x faster (medians); max |difference| {diff:.2e}")
+        print(f"| {label}{' (auto)' if name == auto else ''} | {med[name]:.3f} | {min(t):.3f} | {max(t):.3f} | "
+              f"{mp / med[name]:.2f} | {med['fp32'] / med[name]:.2f}x |")
+    diff = float(np.abs(ref - outputs["fp32"]).max())
+    a8, b8 = (np.rint(np.clip(outputs[k], 0, 1) * 255) for k in ("fp32", "bf16"))
+    within = float((np.abs(a8 - b8) <= 1).mean())
+    mse = float(((np.clip(outputs["fp32"], 0, 1) - np.clip(outputs["bf16"], 0, 1)) ** 2).mean())
+    print(f"fused fp32 vs eager: max |difference| {diff:.2e}; fused bf16 vs fused fp32 on this synthetic frame: "
+          f"{within:.4%} of values within 1 level, {10 * np.log10(1 / max(mse, 1e-20)):.1f} dB "
+          f"(tests/test_fused.py holds a photo to >= 99.9 % and >= 50 dB)")
+    print(f"auto ({auto}) vs fused fp32: {med['fp32'] / med[auto]:.2f}x faster (medians)")
+    fast = fused_bf16 if auto == "bf16" else fused_fp32
     try:
         import onnxruntime  # noqa: F401
         import onnx  # noqa: F401
     except ImportError:
         print("(ONNX Runtime path skipped: pip install 'lmfn[onnx]')\n")
-        return med["tool"]
+        return med[auto]
     from lmfn_cli.onnxrt import OnnxLMFN, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +155,7 @@ def forward_speed(rounds: int = 5) -> float:
     print(f"ONNX Runtime (`lmfn export --onnx`, then -w FILE.onnx): median {o:.3f} s, {mp / o:.2f} MP/s, "
           f"against the tool's {t:.3f} s in turn with it; max |difference| to eager "
           f"{float(np.abs(y_ort - ref).max()):.2e}\n")
-    return med["tool"]
+    return med[auto]
 
 
 def tiling_speed() -> None:

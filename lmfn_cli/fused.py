@@ -15,8 +15,14 @@ the changes an inference engine makes, each exact in real arithmetic (the output
   the sigmoid fused (PyTorch runs a one-channel Conv3d on a slow reference path);
 - the RGB mean added back at the end is folded into the last conv's bias.
 
-Where the fused oneDNN ops cannot run (another device or dtype, a CPU build without oneDNN, or
-while tracing for `lmfn export --onnx`), the same graph runs on plain torch ops. Inference only:
+``FusedLMFN.from_model(net, dtype=torch.bfloat16)`` is its bf16 twin for CPUs that compute bf16
+natively (AVX512-BF16, AMX): the feature maps and conv weights stay bf16 and channels-last end to
+end (no autocast casts between layers), while what rounding would hurt stays fp32: ALFM's
+energies, softmax and folded weight (sums over every pixel), the input minus its RGB mean, and
+the last conv with the residual or mean added back, so the output is fp32 at the input's precision.
+
+Where the fused oneDNN ops cannot run (another device, a CPU build without oneDNN, or while
+tracing for `lmfn export --onnx`), the same graph runs on plain torch ops. Inference only:
 there is no backward, and the weights are copied at construction (rebuild after training steps).
 """
 
@@ -72,6 +78,23 @@ class Conv:
         bias = None if conv.bias is None else conv.bias.detach().clone()
         return cls(conv.weight.detach().clone().contiguous(memory_format=_CL), bias,
                    conv.stride[0], conv.padding[0], conv.groups)
+
+    def to(self, dtype: torch.dtype) -> "Conv":
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return dataclasses.replace(self, weight=self.weight.to(dtype).contiguous(memory_format=_CL), bias=bias)
+
+
+def cast(obj, dtype: torch.dtype):
+    """A copy of a block (a tree of frozen dataclasses and tuples) with every `Conv` in ``dtype``.
+    FALFM keeps its fp32 weight: it is folded with the attention in fp32 at run time."""
+    if isinstance(obj, Conv):
+        return obj.to(dtype)
+    if isinstance(obj, tuple):
+        return tuple(cast(o, dtype) for o in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, FALFM):
+        return dataclasses.replace(obj, **{f.name: cast(getattr(obj, f.name), dtype) for f in dataclasses.fields(obj)
+                                           if isinstance(getattr(obj, f.name), (Conv, tuple)) or dataclasses.is_dataclass(getattr(obj, f.name))})
+    return obj
 
 
 def _activate(y: torch.Tensor, act: Act) -> torch.Tensor:
@@ -299,17 +322,21 @@ class FALFM:
         n = len(blocks)
         # (B, h*w, C) views of channels-last maps (a copy otherwise).
         flats = [t.permute(0, 2, 3, 1).reshape(b, h * w, c) for t in blocks]
+        # The energies are sums over every pixel, and the softmax of them is sensitive: fp32.
+        wide = flats if flats[0].dtype == torch.float32 else [f.float() for f in flats]
         grid = [[torch.empty(0)] * n for _ in range(n)]
         for i in range(n):
             for j in range(i, n):
-                grid[i][j] = torch.bmm(flats[i].transpose(1, 2), flats[j])
+                grid[i][j] = torch.bmm(wide[i].transpose(1, 2), wide[j])
                 grid[j][i] = grid[i][j].transpose(1, 2)
         energy = torch.cat([torch.cat(row, dim=2) for row in grid], dim=1)  # (B, NC, NC)
         if self.softmax == "han":
             energy = energy.amax(dim=-1, keepdim=True) - energy
         eye = torch.eye(n * c, dtype=energy.dtype, device=energy.device)
+        del wide, grid
         folded = torch.matmul(self.weight, self.theta * torch.softmax(energy, dim=-1) + eye)  # (B, C, NC)
-        y = torch.baddbmm(self.bias, flats[0], folded[:, :, :c].transpose(1, 2))  # (B, hw, C)
+        folded = folded.to(flats[0].dtype)
+        y = torch.baddbmm(self.bias.to(flats[0].dtype), flats[0], folded[:, :, :c].transpose(1, 2))  # (B, hw, C)
         for i in range(1, n):
             part = folded[:, :, i * c:(i + 1) * c].transpose(1, 2)
             y = y.baddbmm_(flats[i], part) if fused else torch.baddbmm(y, flats[i], part)
@@ -351,14 +378,21 @@ def _fold_rgb_mean(c: Conv, mean: torch.Tensor, upscale: int) -> Conv:
 
 
 class FusedLMFN(nn.Module):
-    """An LMFN's inference graph. ``forward``: (B,3,H,W) float in [0,1] -> (B,3,H,W), any H, W >= 1,
-    like `LMFN.forward` (pad to a multiple of 16 and at least 64, crop back; not clamped)."""
+    """An LMFN's inference graph. ``forward``: (B,3,H,W) float in [0,1] -> (B,3,H,W) float32, any
+    H, W >= 1, like `LMFN.forward` (pad to a multiple of 16 and at least 64, crop back; not clamped).
+
+    ``dtype``: the arithmetic of the feature maps, ``torch.float32`` (default) or ``torch.bfloat16``
+    (see the module docstring for what stays fp32).
+    """
 
     multiple = LMFN.multiple
     min_size = LMFN.min_size
 
-    def __init__(self, net: LMFN):
+    def __init__(self, net: LMFN, dtype: torch.dtype = torch.float32):
         super().__init__()
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"FusedLMFN computes in float32 or bfloat16, not {dtype}")
+        self.dtype = dtype
         cfg = self.config = net.config
         net_enc = net.encoder
         self.encoder = FMSHF.of(net_enc) if isinstance(net_enc, MSHF) else FPlainEncoder.of(net_enc)
@@ -384,16 +418,20 @@ class FusedLMFN(nn.Module):
         self.tail = Conv.of(dec.tail)
         last = Conv.of(net.reconstruct[0])
         mean = net.rgb_mean.detach().clone()
-        self.reconstruct = last if cfg.global_residual else _fold_rgb_mean(last, mean, 4)
+        self.reconstruct = last if cfg.global_residual else _fold_rgb_mean(last, mean, 4)  # stays fp32
+        if dtype != torch.float32:
+            for name in ("encoder", "head", "blocks", "acfm", "fuse_a", "fuse_b", "reduce", "tail"):
+                if hasattr(self, name):
+                    setattr(self, name, cast(getattr(self, name), dtype))
         self.register_buffer("rgb_mean", mean, persistent=False)
         # restore() asks a model's parameters for its device; this graph's tensors live in the
         # dataclasses above, on the CPU.
         self.anchor = nn.Parameter(torch.zeros(0, device=mean.device), requires_grad=False)
 
     @classmethod
-    def from_model(cls, net: LMFN) -> "FusedLMFN":
+    def from_model(cls, net: LMFN, dtype: torch.dtype = torch.float32) -> "FusedLMFN":
         with torch.no_grad():
-            return cls(net).eval()
+            return cls(net, dtype).eval()
 
     def _apply(self, fn, recurse=True):
         if fn(torch.zeros(0)).device.type != "cpu":
@@ -402,7 +440,7 @@ class FusedLMFN(nn.Module):
 
     def core(self, inp: torch.Tensor, fused: bool) -> torch.Tensor:
         """The network on an input already padded to a multiple of 16, at least 64 per side."""
-        feat = self.encoder((inp - self.rgb_mean).contiguous(memory_format=_CL), fused)
+        feat = self.encoder((inp - self.rgb_mean).to(self.dtype).contiguous(memory_format=_CL), fused)
         f0 = conv(feat, self.head, fused=fused)
         del feat
         outs, b = [], f0
@@ -416,7 +454,7 @@ class FusedLMFN(nn.Module):
             x = conv1x1_concat(outs, self.reduce, fused)
             x = F.leaky_relu_(x, 0.05) if fused else F.leaky_relu(x, 0.05)
         del outs, b
-        x = conv(x, self.tail, add=f0, fused=fused)
+        x = conv(x, self.tail, add=f0, fused=fused).float()  # the last conv and the residual in fp32
         out = F.pixel_shuffle(conv(x, self.reconstruct, fused=fused), 4)
         return out + inp if self.config.global_residual else out
 
@@ -424,7 +462,6 @@ class FusedLMFN(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"LMFN expects a (B,3,H,W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        fused = (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.jit.is_tracing()
-                 and fused_ops_available())
-        inp = pad_to_multiple(x, self.multiple, self.min_size)
+        fused = (x.device.type == "cpu" and not torch.jit.is_tracing() and fused_ops_available())
+        inp = pad_to_multiple(x.float(), self.multiple, self.min_size)
         return self.core(inp, fused)[..., :h, :w]

@@ -21,6 +21,7 @@ import torch
 from .errors import ImageError
 from .fused import FusedLMFN, fused_ops_available
 from .model import LMFN
+from .precision import cpu_has_native_bf16, native_bf16_flags
 from .tiling import (ALIGN, CPU_MAX_TILE, CPU_MAX_WHOLE, DEFAULT_OVERLAP, FORWARD_BYTES_PER_PIXEL, FUSED_BYTES_PER_PIXEL,
                      choose_tile, halve, run_tiled)
 
@@ -59,12 +60,49 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` -> ``fp16`` on CUDA, ``fp32`` elsewhere (half precision is slow or unsupported on CPUs)."""
+    """``auto`` -> ``fp16`` on CUDA; on a CPU ``bf16`` where it computes bf16 natively (AVX512-BF16
+    or AMX, per /proc/cpuinfo) and oneDNN's fused ops run the bf16 graph, else ``fp32``; ``fp32``
+    on other devices.
+
+    The CPU choice is made from the CPU's features alone, never from a timing probe, so it is the
+    same for every image of a batch and every run on one machine. Measured on a 2-core Xeon with
+    AMX: the fused bf16 graph takes about half the time of the fused fp32 one at 1280x720
+    (``python benchmarks/cpu_speed.py``); without native bf16, oneDNN emulates bf16, slower than fp32.
+    """
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r} (choose from {', '.join(PRECISIONS)})")
-    if name == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    return name
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "fp16"
+    if device.type != "cpu":
+        return "fp32"
+    if not cpu_has_native_bf16():
+        choice, why = "fp32", "this CPU has no native bf16: no avx512_bf16 or amx_bf16 flag"
+    elif not fused_ops_available():
+        choice, why = "fp32", "this torch build lacks oneDNN's fused ops, which the bf16 graph needs"
+    else:
+        choice, why = "bf16", f"this CPU computes bf16 natively: {', '.join(native_bf16_flags())}"
+    _say_once(f"precision auto: {choice} ({why})")
+    return choice
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """Log ``message`` at INFO the first time only: `resolve_precision` runs for every image."""
+    if message not in _SAID:
+        _SAID.add(message)
+        log.info("%s", message)
+
+
+def _precision_for(model: torch.nn.Module, name: str, device: torch.device) -> str:
+    """`resolve_precision` for this model: ``auto``'s CPU bf16 is the fused LMFN graph's; any other
+    module on the CPU (an ONNX Runtime session, a stand-in) keeps fp32 under ``auto``."""
+    if name == "auto" and device.type == "cpu" and not isinstance(model, LMFN):
+        return "fp32"
+    return resolve_precision(name, device)
 
 
 def available_memory(device: torch.device) -> int:
@@ -106,8 +144,8 @@ def use_channels_last(model: LMFN) -> LMFN:
 
 
 def _fuses(model: LMFN, device: torch.device, precision: str) -> bool:
-    """Whether ``model`` runs as its fused CPU graph (`fused.FusedLMFN`) here."""
-    return device.type == "cpu" and precision == "fp32" and isinstance(model, LMFN) and fused_ops_available()
+    """Whether ``model`` runs as its fused CPU graph (`fused.FusedLMFN`, fp32 or its bf16 twin) here."""
+    return device.type == "cpu" and precision in ("fp32", "bf16") and isinstance(model, LMFN) and fused_ops_available()
 
 
 def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -115,14 +153,16 @@ def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[tor
 
     On a CPU in fp32 an `LMFN` runs as its fused inference graph (`fused.FusedLMFN`: 1280x720 in
     ~0.85 s on 2 cores against ~1.5 s for the plain eager forward and ~1.2 s channels-last,
-    ``python benchmarks/cpu_speed.py``); it is rebuilt for every image (~5 ms), so a model still
-    being trained is always seen with its current weights.
+    ``python benchmarks/cpu_speed.py``), in bf16 as its bf16 twin (no autocast: the graph is bf16
+    throughout, with the few fp32 parts `fused` names); it is rebuilt for every image (~5 ms), so
+    a model still being trained is always seen with its current weights.
     """
     dtype = _DTYPES[precision]
     nhwc = device.type == "cpu"  # measured on CPUs only; CUDA keeps the default layout
     net: torch.nn.Module = model
     if _fuses(model, device, precision):
-        net = FusedLMFN.from_model(model)
+        net = FusedLMFN.from_model(model, dtype)
+        dtype = torch.float32  # the graph holds its own precision: no autocast around it
     elif nhwc:
         use_channels_last(model)
 
@@ -134,9 +174,9 @@ def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[tor
             amp = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
             with amp:
                 y = net(x)
-            if dtype != torch.float32 and not torch.isfinite(y).all():
+            if precision != "fp32" and not torch.isfinite(y).all():
                 log.info("a %dx%d tile overflowed in %s; recomputed in fp32", x.shape[-1], x.shape[-2], precision)
-                y = net(x)
+                y = (FusedLMFN.from_model(model) if isinstance(net, FusedLMFN) else net)(x.float())
             return y.float().clamp_(0.0, 1.0).cpu()
 
     return forward
@@ -228,7 +268,8 @@ def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap:
 
     ``tile``: None picks a tile from free memory (0 if the whole image fits), 0 runs the whole
     image at once, N uses N x N tiles overlapping by ``overlap`` pixels with feathered blending.
-    ``precision``: auto (fp16 on CUDA, else fp32), fp32, fp16 or bf16; a half-precision tile
+    ``precision``: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, fp16 or
+    bf16 (see `resolve_precision`); a half-precision tile
     that overflows is recomputed in fp32. ``on_tile(done, total)`` reports progress.
     """
     image = np.asarray(image)
@@ -240,7 +281,7 @@ def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap:
     if tile is not None and tile < 0:
         raise ValueError(f"tile must be None (auto), 0 (whole image) or positive, not {tile}")
     device = next(model.parameters()).device
-    precision = resolve_precision(precision, device)
+    precision = _precision_for(model, precision, device)
 
     x, scale = _to_tensor(image)
     channels = image.shape[2]
@@ -279,7 +320,7 @@ def restore_batch(model: LMFN, images: list[np.ndarray], *, precision: str = "au
     if first.dtype not in LEVEL_SCALE:
         raise ValueError(f"restore_batch takes uint8 or uint16 images, not {first.dtype}")
     device = next(model.parameters()).device
-    precision = resolve_precision(precision, device)
+    precision = _precision_for(model, precision, device)
     scale = LEVEL_SCALE[first.dtype]
     try:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / scale)

@@ -26,7 +26,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["PRECISIONS", "precision_name", "cpu_has_native_bf16", "resolve_precision", "probe_step_seconds"]
+__all__ = ["PRECISIONS", "precision_name", "cpu_has_native_bf16", "native_bf16_flags", "resolve_precision", "probe_step_seconds"]
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,16 @@ def _cpu_flags() -> set[str]:
     return flags
 
 
+def native_bf16_flags() -> list[str]:
+    """This CPU's native-bf16 flags (``amx_bf16``, ``avx512_bf16``) found in /proc/cpuinfo, sorted;
+    empty where there are none or it cannot be read."""
+    return sorted(_cpu_flags() & NATIVE_BF16_FLAGS)
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX-BF16), per /proc/cpuinfo.
     False where that cannot be read."""
-    return bool(_cpu_flags() & NATIVE_BF16_FLAGS)
+    return bool(native_bf16_flags())
 
 
 def _cuda_has_native_bf16() -> bool:

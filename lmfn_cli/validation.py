@@ -548,7 +548,7 @@ def validation_table(
     row)}; ``baseline_models``: the names among them that count as baselines (the shipped
     weights). ``sets``: {name: folder of pairs} (``build_sets``); whole images, the first
     ``limit`` pairs if > 0. Models run as the product runs them, ``inference.restore`` on their
-    device (on a CPU in fp32: the fused graph, auto tiling unless ``tile``); its uint8 output,
+    device in fp32 (on a CPU: the fused graph, auto tiling unless ``tile``); its uint8 output,
     rounded from the clamped float result, is what is scored, as are the quantised USM outputs
     and the 8-bit blurry inputs. Metrics: ``metrics.psnr`` / ``metrics.ssim`` (Gaussian) on
     8-bit RGB, means over the set's images (and ``Score.shift``). ``on_row`` is called per row.
@@ -575,7 +575,8 @@ def validation_table(
                 if model is None:
                     continue
                 t = time.monotonic()
-                outs[name] = _tensor(restore(model, blur, tile=tile).pixels)
+                # fp32 everywhere: a table must not depend on whether this CPU has native bf16
+                outs[name] = _tensor(restore(model, blur, tile=tile, precision="fp32").pixels)
                 seconds[name] += time.monotonic() - t
             for k, out in outs.items():
                 shift = (out.double() - source).mean().item()

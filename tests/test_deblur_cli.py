@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
 from conftest import natural_like
 from lmfn_cli.cli import main
+from lmfn_cli.inference import resolve_precision
 from lmfn_cli.images import read_picture, read_image, write_image
 
 
@@ -212,7 +214,8 @@ def test_json_reports_each_image(runner, tree, tmp_path, tiny_weights):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     ok = next(r for r in rows if r["status"] == "ok")
     assert ok["input"] == str(tree / "a.png") and ok["output"] == str(out / "a.png")
-    assert ok["size"] == [60, 40] and ok["device"] == "cpu" and ok["precision"] == "fp32" and ok["tile"] == 0
+    auto = resolve_precision("auto", torch.device("cpu"))  # bf16 on a CPU with native bf16, else fp32
+    assert ok["size"] == [60, 40] and ok["device"] == "cpu" and ok["precision"] == auto and ok["tile"] == 0
     assert ok["seconds"] >= 0
     bad = next(r for r in rows if r["status"] == "failed")
     assert "missing.png" in bad["input"] and bad["error"]

@@ -134,12 +134,42 @@ def test_a_tile_that_overflows_in_half_precision_is_redone_in_fp32():
     assert np.array_equal(done.pixels, img)
 
 
-def test_precision_resolution():
+def test_precision_resolution(monkeypatch):
+    from lmfn_cli import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert resolve_precision("auto", torch.device("mps")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError):
         resolve_precision("fp8", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("native,fused,expected,why", [
+    (True, True, "bf16", "computes bf16 natively: amx_bf16"),
+    (False, True, "fp32", "no native bf16"),
+    (True, False, "fp32", "lacks oneDNN's fused ops"),
+])
+def test_cpu_auto_precision_follows_the_cpus_features(monkeypatch, caplog, native, fused, expected, why):
+    """bf16 only where the CPU computes it natively and the fused bf16 graph can run; decided from
+    the CPU's flags (no timing probe, so every run on a machine decides alike), and -v says why."""
+    import logging
+
+    from lmfn_cli import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(inference, "native_bf16_flags", lambda: ["amx_bf16"] if native else [])
+    monkeypatch.setattr(inference, "fused_ops_available", lambda: fused)
+    monkeypatch.setattr(inference, "_SAID", set())  # said once per process: forget earlier tests
+    with caplog.at_level(logging.INFO, logger="lmfn_cli.inference"):
+        assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert why in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lmfn_cli.inference"):
+        resolve_precision("auto", torch.device("cpu"))
+    assert why not in caplog.text  # once, not once per image
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # an explicit choice is kept
 
 
 def test_tiled_restore_matches_whole_image_for_a_pointwise_model():

@@ -39,9 +39,10 @@ def test_onnx_runtime_matches_pytorch_for_any_size(onnx_file, tiny_weights, h, w
 def test_restore_with_onnx_weights_whole_and_tiled(onnx_file, tiny_weights):
     image = natural_like(96, 150).astype(np.float32) / 255
     for tile in (0, 64):
-        want = restore(load_model(tiny_weights), image, tile=tile).pixels
+        want = restore(load_model(tiny_weights), image, tile=tile, precision="fp32").pixels  # the export is fp32
         got = restore(load_model(onnx_file), image, tile=tile)
         assert got.device == "cpu" and np.abs(got.pixels - want).max() < 1e-4
+        assert got.precision == "fp32"  # auto's CPU bf16 is the fused graph's, never ONNX Runtime's
 
 
 def test_onnx_weights_refuse_a_gpu(onnx_file):
@@ -60,7 +61,7 @@ def test_export_command_and_deblur_with_the_file(tmp_path, tiny_weights):
     write_image(tmp_path / "a.png", natural_like(40, 56))
     for weights, dest in ((out, "o1"), (tiny_weights, "o2")):
         r = runner.invoke(main, ["deblur", str(tmp_path / "a.png"), "-o", str(tmp_path / dest), "-w", str(weights),
-                                 "--device", "cpu", "-q"])
+                                 "--device", "cpu", "--precision", "fp32", "-q"])
         assert r.exit_code == 0, r.output
     a, b = (read_image(tmp_path / d / "a.png").astype(int) for d in ("o1", "o2"))
     assert np.abs(a - b).max() <= 1  # equal up to the rounding of values within 1e-4
