@@ -5,12 +5,17 @@ how the image was run (tile size, device, precision), which the CLI reports with
 
 Out of memory is never fatal: the tile is halved (``tiling.halve``) and the image redone; on
 CUDA, when even the smallest tile fails, the image is redone on the CPU in fp32.
+
+On a CPU an `LMFN` runs as its fused graph (`fused`); on CUDA channels-last with cuDNN
+autotuning, each input shape captured once as a CUDA graph and replayed (`cuda_graphs`), and
+tiles of one size run a few at a time.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .cuda_graphs import GraphBackend, GraphCache, graphs_enabled
 from .errors import ImageError
 from .fused import FusedLMFN, fused_ops_available
 from .model import LMFN
@@ -33,6 +39,7 @@ __all__ = ["PRECISIONS", "Restored", "available_memory", "deblur", "resolve_devi
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LEVEL_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}  # integer pixels -> [0,1]
+MAX_TILE_BATCH = 8  # tiles per network call on CUDA, at most
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -60,7 +67,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """``auto`` -> ``fp16`` on CUDA; on a CPU ``bf16`` where it computes bf16 natively (AVX512-BF16
+    """``auto`` -> on CUDA ``bf16`` where the GPU computes it natively (compute capability 8.0 and
+    up: no overflow, as fast as fp16 there), else ``fp16``; on a CPU ``bf16`` where it computes bf16 natively (AVX512-BF16
     or AMX, per /proc/cpuinfo) and oneDNN's fused ops run the bf16 graph, else ``fp32``; ``fp32``
     on other devices.
 
@@ -74,7 +82,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name != "auto":
         return name
     if device.type == "cuda":
-        return "fp16"
+        return "bf16" if _cuda_bf16(device) else "fp16"
     if device.type != "cpu":
         return "fp32"
     if not cpu_has_native_bf16():
@@ -85,6 +93,14 @@ def resolve_precision(name: str, device: torch.device) -> str:
         choice, why = "bf16", f"this CPU computes bf16 natively: {', '.join(native_bf16_flags())}"
     _say_once(f"precision auto: {choice} ({why})")
     return choice
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 natively (not emulated): Ampere (8.0) and later."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch without the keyword
+        return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 _SAID: set[str] = set()
@@ -148,6 +164,55 @@ def _fuses(model: LMFN, device: torch.device, precision: str) -> bool:
     return device.type == "cpu" and precision in ("fp32", "bf16") and isinstance(model, LMFN) and fused_ops_available()
 
 
+# model -> {"weights": their addresses, precision: GraphCache}: kept while the model lives, so
+# every image and video frame replays the graphs; not on the model, so copies do not share them.
+_GRAPHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _graph_cache(model: torch.nn.Module, precision: str, network: Callable[[torch.Tensor], torch.Tensor],
+                 backend: GraphBackend | None) -> GraphCache:
+    """The model's CUDA graphs for ``precision``. A graph holds the addresses of the weights it
+    was captured with: when the weights move (``model.to``, new tensors assigned), all are dropped."""
+    weights = tuple(p.data_ptr() for p in model.parameters())
+    store = _GRAPHS.setdefault(model, {})
+    if store.get("weights") != weights:
+        store.clear()
+        store["weights"] = weights
+    if precision not in store:
+        store[precision] = GraphCache(network, backend=backend)
+    return store[precision]
+
+
+def _cuda_forward(model: torch.nn.Module, device: torch.device, precision: str,
+                  backend: GraphBackend | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A tile function on CUDA: channels-last weights and inputs, cuDNN autotuning (the fastest
+    algorithm for each shape, found once), autocast for fp16/bf16, and for an `LMFN` its CUDA
+    graph per input shape (`cuda_graphs`; off with ``LMFN_CUDA_GRAPHS=0``). ``backend`` replaces
+    `cuda_graphs.CudaGraphBackend` (tests run this path on a CPU with a stand-in)."""
+    torch.backends.cudnn.benchmark = True
+    if isinstance(model, LMFN):
+        use_channels_last(model)
+    dtype = _DTYPES[precision]
+    ref = weakref.ref(model)  # the cached graph's function must not keep the model alive
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return ref()(x)
+
+    run = _graph_cache(model, precision, network, backend) if isinstance(model, LMFN) and graphs_enabled() else network
+
+    def forward(tile: torch.Tensor) -> torch.Tensor:
+        x = tile.to(device).contiguous(memory_format=torch.channels_last)
+        y = run(x)
+        with torch.inference_mode():
+            if precision != "fp32" and not torch.isfinite(y).all():
+                log.info("a %dx%d tile overflowed in %s; recomputed in fp32", x.shape[-1], x.shape[-2], precision)
+                y = model(x.float())
+            return y.float().clamp_(0.0, 1.0).cpu()
+
+    return forward
+
+
 def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A tile function for ``run_tiled``: CPU float tile in, CPU float32 result in [0,1] out.
 
@@ -157,8 +222,10 @@ def _forward(model: LMFN, device: torch.device, precision: str) -> Callable[[tor
     throughout, with the few fp32 parts `fused` names); it is rebuilt for every image (~5 ms), so
     a model still being trained is always seen with its current weights.
     """
+    if device.type == "cuda":
+        return _cuda_forward(model, device, precision)
     dtype = _DTYPES[precision]
-    nhwc = device.type == "cpu"  # measured on CPUs only; CUDA keeps the default layout
+    nhwc = device.type == "cpu"  # measured on CPUs; mps keeps the default layout
     net: torch.nn.Module = model
     if _fuses(model, device, precision):
         net = FusedLMFN.from_model(model, dtype)
@@ -229,18 +296,23 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
         tile = choose_tile(h, w, free_bytes=available_memory(device), bytes_per_pixel=per_pixel,
                            max_tile=CPU_MAX_TILE if cpu else None, max_whole=CPU_MAX_WHOLE if cpu else None)
         log.debug("auto tile for %dx%d on %s: %s", w, h, device, tile or "whole image")
+    batch = _tile_batch(model, device, precision, tile)
     while True:
         # A small tile (a user's, or one halved after out-of-memory) cannot keep a large overlap.
         fitting = min(overlap, max(0, tile - ALIGN)) if tile else overlap
         try:
             y = run_tiled(_forward(model, device, precision), x, tile=tile, overlap=fitting, on_tile=on_tile,
-                          scale=scale, out=out)
+                          scale=scale, out=out, batch=batch)
             return y, tile, device, precision
         except Exception as exc:
             if not _is_oom(exc):
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+            if batch > 1:  # first run the tiles one at a time, then smaller ones
+                log.info("out of memory on %s with %d tiles at once; running them one by one", device, batch)
+                batch = 1
+                continue
             smaller = halve(tile, h, w)
             if smaller is not None:
                 log.warning("out of memory on %s with %s; retrying with %d px tiles", device, f"{tile} px tiles" if tile else "the whole image", smaller)
@@ -257,6 +329,15 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
                 model.to(device)
 
 
+def _tile_batch(model: torch.nn.Module, device: torch.device, precision: str, tile: int) -> int:
+    """Tiles per network call: on CUDA as many as free memory holds (at most `MAX_TILE_BATCH`),
+    elsewhere 1 (a CPU's cores are busy with one tile already)."""
+    if device.type != "cuda" or not tile:
+        return 1
+    per_pixel = FORWARD_BYTES_PER_PIXEL * (0.6 if precision != "fp32" else 1.0)
+    return int(max(1, min(MAX_TILE_BATCH, available_memory(device) // (tile * tile * per_pixel))))
+
+
 def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap: int = DEFAULT_OVERLAP,
             precision: str = "auto", on_tile: Callable[[int, int], None] | None = None) -> Restored:
     """Deblur one image with ``model`` on whatever device the model is.
@@ -268,7 +349,7 @@ def restore(model: LMFN, image: np.ndarray, *, tile: int | None = None, overlap:
 
     ``tile``: None picks a tile from free memory (0 if the whole image fits), 0 runs the whole
     image at once, N uses N x N tiles overlapping by ``overlap`` pixels with feathered blending.
-    ``precision``: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, fp16 or
+    ``precision``: auto (bf16 on a GPU or CPU that computes it natively, fp16 on older GPUs, else fp32), fp32, fp16 or
     bf16 (see `resolve_precision`); a half-precision tile
     that overflows is recomputed in fp32. ``on_tile(done, total)`` reports progress.
     """

@@ -139,7 +139,10 @@ def test_precision_resolution(monkeypatch):
 
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+    monkeypatch.setattr(inference, "_cuda_bf16", lambda device: False)
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"  # a GPU before Ampere
+    monkeypatch.setattr(inference, "_cuda_bf16", lambda device: True)
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"  # no overflow, as fast as fp16 there
     assert resolve_precision("auto", torch.device("mps")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError):

@@ -172,7 +172,7 @@ def tile_options(f):
 
 def precision_option(f):
     return click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                        help="auto: fp16 on CUDA; on a CPU bf16 where it computes bf16 natively (AVX512-BF16, AMX; "
+                        help="auto: on CUDA bf16 (fp16 on GPUs before Ampere); on a CPU bf16 where it computes bf16 natively (AVX512-BF16, AMX; "
                              "-v says which and why), else fp32. Half-precision tiles that overflow are redone in fp32.")(f)
 
 
