@@ -308,6 +308,7 @@ def _run(model: LMFN, x: torch.Tensor, device: torch.device, precision: str, til
             if not _is_oom(exc):
                 raise
             if device.type == "cuda":
+                _GRAPHS.pop(model, None)  # captured graphs hold memory of their own
                 torch.cuda.empty_cache()
             if batch > 1:  # first run the tiles one at a time, then smaller ones
                 log.info("out of memory on %s with %d tiles at once; running them one by one", device, batch)

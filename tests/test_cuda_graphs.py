@@ -217,8 +217,10 @@ def test_an_out_of_memory_batch_of_tiles_is_retried_one_tile_at_a_time(monkeypat
     monkeypatch.setattr(inference, "_forward", fake_forward)
     monkeypatch.setattr(inference, "_tile_batch", lambda *a: 4)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    inference._GRAPHS[model] = {"weights": (), "bf16": GraphCache(lambda x: x)}
     x = torch.rand(1, 3, 64, 200)
     y, tile, device, _ = inference._run(model, x, torch.device("cuda"), "bf16", 64, 8, None)
     torch.testing.assert_close(y, x)
     assert tile == 64 and device.type == "cuda"
     assert batches[0] > 1 and set(batches[1:]) == {1}
+    assert model not in inference._GRAPHS  # the graphs' memory was given back with the cache
