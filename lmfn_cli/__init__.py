@@ -8,15 +8,22 @@ Library use::
 
     from lmfn_cli import read_picture, write_picture
     picture = read_picture("photo.tif")  # pixels (16-bit stays 16-bit), ICC profile, EXIF
+
+    from lmfn_cli import estimate_kernel, deblur_by_kernel, read_kernel
+    kernel = estimate_kernel(blurry / 255).kernel   # (k,k) float32 blur kernel, sums to 1
+    sharp = deblur_by_kernel(blurry, kernel, method="tv")
 """
 
 __version__ = "0.1.0.dev0"
 
 from .errors import (  # noqa: E402
-    ConfigError, DownloadError, ImageError, LMFNError, NoWeightsError, UnknownWeightsError, WeightsError,
+    ConfigError, DownloadError, ImageError, KernelError, LMFNError, NoWeightsError, UnknownWeightsError, WeightsError,
 )
 from .images import Picture, read_picture, write_picture  # noqa: E402
 from .inference import deblur, resolve_device, restore  # noqa: E402
+from .kernel_estimation import EstimationSettings, KernelEstimate, estimate_kernel  # noqa: E402
+from .kernel_files import read_kernel, write_kernel  # noqa: E402
+from .kernel_method import KernelOptions, deblur_by_kernel, restore_with_method  # noqa: E402
 from .model import LMFN, VARIANTS, LMFNConfig, build_model, count_parameters  # noqa: E402
 from .weights import REGISTRY, load_model, read_weights, resolve_weights, save_weights  # noqa: E402
 
@@ -45,4 +52,13 @@ __all__ = [
     "DownloadError",
     "UnknownWeightsError",
     "ImageError",
+    "KernelError",
+    "estimate_kernel",
+    "EstimationSettings",
+    "KernelEstimate",
+    "read_kernel",
+    "write_kernel",
+    "deblur_by_kernel",
+    "KernelOptions",
+    "restore_with_method",
 ]

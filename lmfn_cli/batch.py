@@ -19,12 +19,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import ConfigError, ImageError, LMFNError, NothingToDoError, OutputExistsError, one_line
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import remove_stale_temporaries
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, Picture, read_picture
 from .inference import restore
 from .inputs import expand_inputs, real_path
+from .kernel_files import kernel_path_for, write_kernel
+from .kernel_method import KernelOptions, restore_with_method
 from .model import LMFN
 from .report import RecordLog, ReportOptions, now, write_html_report
 from .tiling import DEFAULT_OVERLAP
@@ -59,6 +63,8 @@ class Settings:
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     protocol: Protocol = Protocol()  # how results are scored when a job has ground truth
     video: VideoSettings = VideoSettings()  # how videos are encoded (crf, codec)
+    kernel: KernelOptions = KernelOptions()  # blind network, or deblurring by a (given or estimated) blur kernel
+    save_kernel: bool = False  # write each image's kernel beside its output (NAME.kernel.png)
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ class Record:
     ssim: float | None = None
     frames: int | None = None  # videos: frames written, and frames per second achieved
     fps: float | None = None
+    method: str | None = None  # --method kernel/auto: the method used (blind or kernel), and why
+    method_why: str | None = None
+    kernel: str | None = None  # the kernel file written (--save-kernel)
+    kernel_size: int | None = None  # the kernel's side (px), its extent (px) and the agreement of two regions (0-1)
+    kernel_extent: float | None = None
+    kernel_agreement: float | None = None
 
 
 def output_name(rel: Path, fmt: str, suffix: str) -> Path:
@@ -124,11 +136,35 @@ def plan_jobs(inputs: list[str], out_dir: Path | URI, *, recursive: bool = False
 def deblur_picture(model: LMFN, picture: Picture, settings: Settings,
                    on_tile: Callable[[int, int], None] | None = None) -> tuple[Picture, Record]:
     """Deblur a decoded picture; metadata is carried over. The record has no input/output yet."""
+    result, record, _ = _deblur_picture(model, picture, settings, on_tile)
+    return result, record
+
+
+def _deblur_picture(model: LMFN, picture: Picture, settings: Settings, on_tile: Callable[[int, int], None] | None = None,
+                    on_estimate: Callable[[int, int], None] | None = None):
+    """`deblur_picture`, plus the kernel used or estimated ((k,k) float32, or None)."""
     start = time.perf_counter()
-    done = restore(model, picture.pixels, tile=settings.tile, overlap=settings.overlap, precision=settings.precision, on_tile=on_tile)
+    options = settings.kernel
     h, w = picture.pixels.shape[:2]
-    record = Record("", None, "ok", (w, h), round(time.perf_counter() - start, 3), done.tile, done.device, done.precision)
-    return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record
+    kernel = None
+    extra: dict = {}
+    if options.method == "blind" and options.kernel is None:
+        done = restore(model, picture.pixels, tile=settings.tile, overlap=settings.overlap, precision=settings.precision,
+                       on_tile=on_tile)
+    else:
+        outcome = restore_with_method(model, picture.pixels, options, tile=settings.tile, overlap=settings.overlap,
+                                      precision=settings.precision, on_tile=on_tile, on_estimate=on_estimate)
+        done, kernel = outcome.restored, outcome.kernel
+        extra = {"method": outcome.method, "method_why": outcome.why}
+        if kernel is not None:
+            from .deconvolution import kernel_extent
+
+            agreement = outcome.estimate.agreement if outcome.estimate is not None else None
+            extra.update(kernel_size=int(kernel.shape[0]), kernel_extent=round(kernel_extent(kernel), 2),
+                         kernel_agreement=None if agreement is None else round(agreement, 3))
+    record = Record("", None, "ok", (w, h), round(time.perf_counter() - start, 3), done.tile, done.device, done.precision,
+                    **extra)
+    return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record, kernel
 
 
 class _Video:
@@ -156,18 +192,26 @@ def _load(job: Job, settings: Settings, data: bytes | None = None) -> Picture | 
 
 
 def _compute(model: LMFN, job: Job, picture: Picture, settings: Settings,
-             on_tile: Callable[[int, int], None] | None) -> tuple[Picture, Record]:
+             on_tile: Callable[[int, int], None] | None,
+             on_estimate: Callable[[int, int], None] | None = None) -> tuple[Picture, Record, np.ndarray | None]:
     try:
-        result, record = deblur_picture(model, picture, settings, on_tile)
+        result, record, kernel = _deblur_picture(model, picture, settings, on_tile, on_estimate)
     except ImageError as exc:
         raise ImageError(job.src, exc.problem) from None
     scored = {}
     if job.truth is not None:  # scored before writing: a bad ground truth fails the image, not half of it
         scored = score_result(result, job, settings.protocol, model)
-    return result, dataclasses.replace(record, input=str(job.src), output=str(job.dst), **scored)
+    if not settings.save_kernel:
+        kernel = None
+    elif kernel is not None:
+        scored["kernel"] = str(kernel_path_for(job.dst))
+    return result, dataclasses.replace(record, input=str(job.src), output=str(job.dst), **scored), kernel
 
 
-def _write(job: Job, result: Picture, settings: Settings) -> None:
+def _write(job: Job, result: Picture, settings: Settings, kernel: np.ndarray | None = None) -> None:
+    """Write ``result`` (and ``kernel`` beside it, ``--save-kernel``) atomically."""
+    if kernel is not None:  # first, so that an image is never written without the kernel it was asked with
+        write_kernel(kernel, kernel_path_for(job.dst), overwrite=settings.overwrite)
     write_picture_at(job.dst, result, quality=settings.quality, strip_metadata=settings.strip_metadata,
                      overwrite=settings.overwrite)
 
@@ -175,6 +219,9 @@ def _write(job: Job, result: Picture, settings: Settings) -> None:
 def _run_video(model: LMFN, job: Job, settings: Settings, on_frame: Callable[[int, int | None], None] | None) -> Record:
     if isinstance(job.src, URI) or isinstance(job.dst, URI):
         raise ImageError(job.src, "videos are read and written as local files only, not through URIs")
+    if settings.kernel.kernel is not None or settings.kernel.method == "kernel":
+        # one kernel per frame is not what a video's blur is; auto runs videos blind
+        raise ImageError(job.src, "videos are deblurred by the blind network only (--method kernel and --kernel take images)")
     try:
         done = deblur_video(model, job.src, job.dst, settings.video, tile=settings.tile, overlap=settings.overlap,
                             precision=settings.precision, overwrite=settings.overwrite, on_frame=on_frame)
@@ -185,22 +232,25 @@ def _run_video(model: LMFN, job: Job, settings: Settings, on_frame: Callable[[in
         return outcome
     except ConfigError as exc:  # no PyAV: this video's error, named, and the batch goes on
         raise ImageError(job.src, str(exc)) from None
+    extra = {"method": "blind", "method_why": "a video: blind network"} if settings.kernel.method == "auto" else {}
     return Record(str(job.src), str(job.dst), "ok", done.size, done.seconds, done.tile, done.device, done.precision,
-                  frames=done.frames, fps=done.fps)
+                  frames=done.frames, fps=done.fps, **extra)
 
 
 def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[int, int], None] | None = None,
-                on_frame: Callable[[int, int | None], None] | None = None, *, data: bytes | None = None) -> Record:
+                on_frame: Callable[[int, int | None], None] | None = None, *, data: bytes | None = None,
+                on_estimate: Callable[[int, int], None] | None = None) -> Record:
     """Read, deblur and atomically write one image or video. Raises ``ImageError`` naming the
-    file. ``data``: the image file's bytes, read already (an engine's read tasks)."""
+    file. ``data``: the image file's bytes, read already (an engine's read tasks).
+    ``on_estimate(done, total)``: a kernel estimation's progress (``--method kernel|auto``)."""
     loaded = _load(job, settings, data)
     if isinstance(loaded, Record):
         return loaded
     if isinstance(loaded, _Video):
         return _run_video(model, job, settings, on_frame)
-    result, record = _compute(model, job, loaded, settings, on_tile)
+    result, record, kernel = _compute(model, job, loaded, settings, on_tile, on_estimate)
     try:
-        _write(job, result, settings)
+        _write(job, result, settings, kernel)
     except OutputExistsError as exc:
         outcome = _skipped_if_asked(job, exc, settings)
         if isinstance(outcome, OutputExistsError):
@@ -211,7 +261,8 @@ def deblur_file(model: LMFN, job: Job, settings: Settings, on_tile: Callable[[in
 
 def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                  on_tile: Callable[[int, int], None] | None = None,
-                 on_frame: Callable[[int, int | None], None] | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
+                 on_frame: Callable[[int, int | None], None] | None = None,
+                 on_estimate: Callable[[int, int], None] | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
     """Deblur ``jobs`` in order like `deblur_file`, yielding ``(job, record)`` or, for a job
     that failed, ``(job, error)`` as each finishes.
 
@@ -241,7 +292,7 @@ def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                             pending = None
                         outcome = _run_video(model, job, settings, on_frame)
                     else:
-                        result, record = _compute(model, job, loaded, settings, on_tile)
+                        result, record, kernel = _compute(model, job, loaded, settings, on_tile, on_estimate)
                         del loaded
                 except LMFNError as exc:
                     outcome = exc
@@ -251,8 +302,8 @@ def deblur_files(model: LMFN, jobs: list[Job], settings: Settings,
                 if outcome is not None:
                     yield job, outcome
                 else:
-                    pending = (job, record, writer.submit(_write, job, result, settings))
-                    del result
+                    pending = (job, record, writer.submit(_write, job, result, settings, kernel))
+                    del result, kernel
             if pending is not None:
                 yield _finish(*pending, settings)
                 pending = None
@@ -341,6 +392,9 @@ class BatchEvents:
     def tile(self, done: int, total: int) -> None:
         """Within the current image: ``done`` of ``total`` tiles."""
 
+    def estimate(self, done: int, total: int) -> None:
+        """A kernel estimation's progress (scales done of total), ``--method kernel|auto``."""
+
     def frame(self, done: int, total: int | None) -> None:
         """Within the current video: ``done`` frames of ``total`` (None: the file does not say)."""
 
@@ -407,7 +461,7 @@ class Batch:
                  model: LMFN | Callable[[], tuple[LMFN, dict]], events: BatchEvents | None = None,
                  model_info: dict | None = None, engine: Callable | None = None) -> None:
         self.inputs, self.out_dir, self.options = list(inputs), location(out_dir), options
-        self.engine = engine or deblur_files  # same signature: (model, jobs, settings, on_tile, on_frame)
+        self.engine = engine or deblur_files  # same signature: (model, jobs, settings, on_tile, on_frame, *, on_estimate)
         self.events = events or BatchEvents()
         self._model, self.model_info = model, model_info or {}
         self.records: list[Record] = []
@@ -445,7 +499,8 @@ class Batch:
                 records_log.add(dataclasses.asdict(record))
         if jobs:
             events.image_started(0, jobs[0])
-        for i, (job, outcome) in enumerate(self.engine(model, jobs, opts.settings, events.tile, events.frame)):
+        for i, (job, outcome) in enumerate(self.engine(model, jobs, opts.settings, events.tile, events.frame,
+                                                       on_estimate=events.estimate)):
             if isinstance(outcome, LMFNError):
                 record = Record(str(job.src), str(job.dst), "failed", error=getattr(outcome, "problem", str(outcome)))
                 events.image_done(record, outcome)

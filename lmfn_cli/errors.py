@@ -53,6 +53,11 @@ class OutputExistsError(ImageError):
     """The output file exists already and overwriting was not asked for."""
 
 
+class KernelError(FileProblem):
+    """A blur-kernel file (``--kernel``) that cannot be used: unreadable, not 2-D, negative,
+    empty or too large."""
+
+
 class UnknownWeightsError(ConfigError):
     """A weights name that is not in the registry; the message lists the known names."""
 

@@ -282,13 +282,34 @@ def _item(index: int, record: dict, options: ReportOptions) -> tuple[dict, dict 
         "truth": _data_uri(_preview(t8, size), "JPEG", options.quality) if len(views) == 3 else None,
         "crops": crops,
         "summary": f"{w}x{h}, {record.get('seconds', 0) or 0:.2f} s; output {record['output']}",
+        "kernel": _kernel_view(record.get("kernel")),
     }
+    if record.get("method_why"):
+        item["summary"] += f"; {record['method_why']}"
     row = None
     if truth is not None:
         row = _row(record, before, truth, after, anchor, options.protocol)
         item["summary"] += (f"; PSNR {_fmt(row['psnr_in'], 2)} -> {_fmt(row['psnr_out'], 2)} dB, "
                             f"SSIM {row['ssim_in']:.4f} -> {row['ssim_out']:.4f}")
     return item, row
+
+
+def _kernel_view(path: str | None) -> dict | None:
+    """The kernel file ``--save-kernel`` wrote, magnified without smoothing (pixels stay
+    square) to at least 128 px: {src, size, side}; None without one (or if it is gone)."""
+    if not path:
+        return None
+    try:
+        with Image.open(path) as im:
+            k = np.asarray(im, dtype=np.float64)
+    except (OSError, ValueError):
+        log.warning("%s: the kernel file cannot be read for the report", path)
+        return None
+    side = k.shape[0]
+    zoom = max(1, -(-128 // max(1, side)))
+    grey = np.round(k / max(k.max(), 1e-12) * 255).astype(np.uint8)
+    big = Image.fromarray(grey).resize((side * zoom, side * zoom), Image.Resampling.NEAREST)
+    return {"src": _data_uri(big, "PNG", 0), "size": side * zoom, "side": side}
 
 
 def _meta(header: dict, records: list[dict]) -> list[tuple[str, str]]:

@@ -212,8 +212,8 @@ def test_an_output_that_appears_meanwhile_is_kept_and_skipped_with_skip_existing
     jobs = _jobs(tmp_path, n=3)
     real_compute = batch._compute
 
-    def compute_while_another_run_writes(model, job, picture, settings, on_tile):
-        out = real_compute(model, job, picture, settings, on_tile)
+    def compute_while_another_run_writes(model, job, picture, settings, on_tile, on_estimate=None):
+        out = real_compute(model, job, picture, settings, on_tile, on_estimate)
         if job is jobs[1]:
             job.dst.write_bytes(b"the other run's result")
         return out
@@ -278,8 +278,8 @@ def test_inputs_or_out_deleted_mid_batch(tmp_path, tiny_model, monkeypatch):
     jobs = _jobs(tmp_path, n=4)
     real_write = batch._write
 
-    def write_then_delete(job, result, settings):
-        real_write(job, result, settings)
+    def write_then_delete(job, result, settings, kernel=None):
+        real_write(job, result, settings, kernel)
         if job is jobs[0]:  # done before p3 is read (the reader is one image ahead of the network)
             jobs[3].src.unlink()  # an input deleted before its turn
             shutil.rmtree(jobs[0].dst.parent)  # OUT deleted by hand while the batch runs

@@ -16,7 +16,7 @@ from ..uris import location
 from ..video import VIDEO_FORMATS, is_video
 from . import main
 from .options import (EXIT_FAILED, FolderType, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
-                      html_max_images_option, model_run_options, protocol_options, report_option, stderr)
+                      html_max_images_option, kernel_options, model_run_options, protocol_options, report_option, stderr)
 
 
 @main.command()
@@ -38,6 +38,7 @@ from .options import (EXIT_FAILED, FolderType, EXIT_USAGE, _load, _load_with_inf
 @click.option("--overwrite", is_flag=True, help="Replace outputs that exist already.")
 @click.option("--skip-existing", is_flag=True, help="Leave outputs that exist already alone (resume a batch).")
 @model_run_options
+@kernel_options
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse larger images (0: no limit); the default is Pillow's decompression-bomb limit.")
 @click.option("--gt", "gt_dir", type=FolderType(), default=None,
@@ -55,7 +56,8 @@ from .options import (EXIT_FAILED, FolderType, EXIT_USAGE, _load, _load_with_inf
 def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix: str, quality: int, crf: int,
            codec: str | None, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
-           tile: int | None, overlap: int, threads: int | None, max_pixels: int, gt_dir: Path | None, pair_by: str,
+           tile: int | None, overlap: int, threads: int | None, method: str, kernel, kernel_size: int, save_kernel: bool,
+           max_pixels: int, gt_dir: Path | None, pair_by: str,
            ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None,
            html_path: Path | None, html_max_images: int, engine: str, ray_address: str | None, workers: int,
            cpus_per_worker: float, gpus_per_worker: float, as_json: bool, quiet: bool) -> None:
@@ -76,6 +78,12 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     8-bit RGB, peak 255; SSIM per --ssim): stdout then gets "OUTPUT<TAB>PSNR<TAB>SSIM" lines
     and a final "mean" line, and --report writes them with the protocol and model to a file.
 
+    --method kernel estimates each photo's blur kernel (camera shake: one blur over the frame)
+    and deconvolves by it; a photo that looks sharp is left unchanged, and one no single kernel
+    fits goes to the network. --method auto uses the kernel only where its estimate is confident.
+    --kernel FILE deblurs by a kernel you have; --save-kernel writes NAME.kernel.png beside
+    each output. Videos always take the network.
+
     Weights: --weights FILE, else -m NAME from the cache (downloaded if missing), else the
     default weights bundled with lmfn; -v says which were used.
 
@@ -92,9 +100,13 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       lmfn deblur test/blur/ -o out/ --gt test/sharp/ --report scores.csv
       lmfn deblur clip.mp4 -o sharp/ --crf 16
       lmfn deblur shaky/ -o sharp/ --html sharp/report.html
+      lmfn deblur shaken.jpg -o sharp/ --method kernel --save-kernel
+      lmfn deblur shaken.jpg -o sharp/ --kernel shaken.kernel.png
       lmfn deblur /nfs/scans/ -o /nfs/sharp/ --engine ray --ray-address auto --workers 8 --gpus-per-worker 1
     """
     from ..batch import BatchOptions, Settings
+    from ..kernel_estimation import EstimationSettings
+    from ..kernel_method import KernelOptions
     from ..report import records_log_path
     from ..video import VideoSettings
     from ..evaluation import Protocol
@@ -125,10 +137,17 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         raise click.UsageError("--report, --pair-by, --ssim, --y-channel and --crop-border need --gt DIR")
     if gt_dir is not None and out == "-":
         raise click.UsageError("--gt scores a batch written to a folder, not -o -")
+    if save_kernel and method == "blind" and kernel is None:
+        raise click.UsageError("--save-kernel needs --method kernel or auto (or --kernel FILE)")
+    if save_kernel and out == "-":
+        raise click.UsageError("--save-kernel writes beside outputs in a folder, not -o -")
     protocol = Protocol("pairs", ssim_variant or "gaussian", y_channel, crop_border)
+    kernel_opts = KernelOptions(method="kernel" if kernel is not None else method, kernel=kernel,
+                                estimation=EstimationSettings(kernel_size=kernel_size))
     settings = Settings(tile=tile, overlap=overlap, precision=precision, quality=quality, strip_metadata=strip_metadata,
                         overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None,
-                        protocol=protocol, video=VideoSettings(crf=crf, codec=codec))
+                        protocol=protocol, video=VideoSettings(crf=crf, codec=codec), kernel=kernel_opts,
+                        save_kernel=save_kernel)
     # SIGTERM (kill, a cluster's time limit) unwinds like Ctrl-C, so temporary files are removed.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -211,6 +230,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
                 self.overall = progress.add_task("images", total=len(jobs))
                 self.tiles = progress.add_task("tiles", total=None, visible=False)
                 self.frames = progress.add_task("frames", total=None, visible=False)
+                self.kernel = progress.add_task("estimating kernel", total=None, visible=False)
 
             def image_started(self, index, job):
                 progress.update(self.overall, description=job.src.name)
@@ -218,12 +238,16 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
             def tile(self, done, total):
                 progress.update(self.tiles, completed=done, total=total, visible=total > 1)
 
+            def estimate(self, done, total):
+                progress.update(self.kernel, completed=done, total=total, visible=done < total)
+
             def frame(self, done, total):
                 progress.update(self.frames, completed=done, total=total, visible=True)
 
             def image_done(self, record, error):
                 progress.update(self.tiles, completed=0, total=None, visible=False)
                 progress.update(self.frames, completed=0, total=None, visible=False)
+                progress.update(self.kernel, completed=0, total=None, visible=False)
                 progress.advance(self.overall)
                 if error is not None:
                     click.echo(f"lmfn: error: {error}", err=True)

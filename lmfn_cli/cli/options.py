@@ -188,6 +188,40 @@ def model_run_options(f):
     return f
 
 
+def _read_kernel_option(ctx: click.Context, param: click.Parameter, value: Path | None):
+    """--kernel FILE, read and checked before any image runs: one clear error for a bad file."""
+    if value is None:
+        return None
+    from ..errors import KernelError
+    from ..kernel_files import read_kernel
+
+    try:
+        return read_kernel(value)
+    except KernelError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def _odd_kernel_size(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    if value % 2 == 0:
+        raise click.BadParameter(f"{value}: a kernel size must be odd", ctx=ctx, param=param)
+    return value
+
+
+def kernel_options(f):
+    """--method, --kernel, --kernel-size, --save-kernel: deblurring by a blur kernel (deblur)."""
+    f = click.option("--save-kernel", is_flag=True,
+                     help="Write each image's kernel beside its output as NAME.kernel.png (16-bit, peak white).")(f)
+    f = click.option("--kernel-size", type=click.IntRange(7, 101), default=31, show_default=True,
+                     callback=_odd_kernel_size, help="Largest blur (px, odd) that --method kernel|auto looks for.")(f)
+    f = click.option("--kernel", "kernel", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     callback=_read_kernel_option, metavar="FILE",
+                     help="Deblur every image by this blur kernel (grayscale PNG or .npy; made to sum to 1 and centred).")(f)
+    return click.option("--method", type=click.Choice(["blind", "kernel", "auto"]), default="blind", show_default=True,
+                        help="blind: the network; kernel: estimate each photo's blur kernel and deconvolve by it "
+                             "(a photo that looks sharp is left unchanged, one no single kernel fits goes to the "
+                             "network); auto: the kernel only where its estimate is confident.")(f)
+
+
 def protocol_options(f):
     """--ssim, --y-channel, --crop-border: how results are scored (deblur --gt, bench)."""
     f = click.option("--crop-border", type=click.IntRange(0), default=0, show_default=True,

@@ -189,8 +189,10 @@ class RayEngine:
     # -- the engine -------------------------------------------------------------------------
 
     def __call__(self, model: LMFN, jobs: list[Job], settings: Settings,
-                 on_tile: Callable | None = None, on_frame: Callable | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
-        """Run ``jobs`` on the cluster, yielding ``(job, record)`` in job order."""
+                 on_tile: Callable | None = None, on_frame: Callable | None = None,
+                 on_estimate: Callable | None = None) -> Iterator[tuple[Job, Record | LMFNError]]:
+        """Run ``jobs`` on the cluster, yielding ``(job, record)`` in job order (the workers'
+        tile, frame and kernel-estimation progress is not reported back)."""
         if not jobs:
             return
         roots = {j.src.root if isinstance(j.src, URI) else "local files" for j in jobs}

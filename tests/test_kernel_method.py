@@ -1,0 +1,317 @@
+"""Deblurring by a blur kernel: deconvolution, kernel files, estimation, the method's choice, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from lmfn_cli.cli import main
+from lmfn_cli.deconvolution import centre_kernel, convolve, deconvolve, kernel_extent, normalise_kernel
+from lmfn_cli.errors import KernelError
+from lmfn_cli.images import read_image, write_image
+from lmfn_cli.kernel_estimation import EstimationSettings, estimate_kernel, kernel_agreement, textured_regions
+from lmfn_cli.kernel_files import kernel_path_for, read_kernel, write_kernel
+from lmfn_cli.kernel_method import KernelOptions, deblur_by_kernel, restore_with_method
+
+
+def line_kernel(length: int, angle: float, size: int) -> np.ndarray:
+    """A straight motion blur of ``length`` px at ``angle`` (radians), bilinearly drawn, centred."""
+    k = np.zeros((size, size))
+    c = size // 2
+    for t in np.linspace(-(length - 1) / 2, (length - 1) / 2, 4 * length):
+        x, y = c + t * math.cos(angle), c + t * math.sin(angle)
+        x0, y0 = math.floor(x), math.floor(y)
+        fx, fy = x - x0, y - y0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                k[y0 + dy, x0 + dx] += wy * wx
+    return k / k.sum()
+
+
+def shapes(h: int, w: int, seed: int = 0, count: int = 40) -> np.ndarray:
+    """(h,w,3) float: flat rectangles and discs of random colours, edges in every direction."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 0.5)
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(count):
+        colour = rng.uniform(0.05, 0.95, 3)
+        if rng.random() < 0.5:
+            y0, x0 = rng.integers(0, h - 8), rng.integers(0, w - 8)
+            img[y0 : y0 + rng.integers(6, h // 3), x0 : x0 + rng.integers(6, w // 3)] = colour
+        else:
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, h / 6)
+            img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = colour
+    return img
+
+
+def psnr(a: np.ndarray, b: np.ndarray, border: int = 12) -> float:
+    inner = (slice(border, -border), slice(border, -border))
+    return 10 * math.log10(1 / float(np.mean((a[inner] - b[inner]) ** 2)))
+
+
+# ---- kernels and deconvolution ---------------------------------------------------------------
+
+def test_normalise_and_centre_kernel():
+    k = np.zeros((7, 7))
+    k[0, 0], k[0, 1] = 2.0, 2.0
+    c = centre_kernel(k).numpy()
+    assert c.sum() == pytest.approx(1.0)
+    ys, xs = np.nonzero(c)
+    assert (ys.mean(), xs.mean()) == pytest.approx((3.0, 3.0), abs=0.5)
+    assert normalise_kernel(np.zeros((3, 3))).numpy()[1, 1] == 1.0  # empty -> a delta
+    assert normalise_kernel(np.array([[0.0, -1, 0], [0, 4, 0], [0, 0, 0]])).min() >= 0
+
+
+def test_kernel_extent_of_a_delta_and_a_line():
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1
+    assert kernel_extent(delta) == 0.0
+    assert kernel_extent(line_kernel(15, 0.3, 21)) == pytest.approx(15 / math.sqrt(3), rel=0.1)
+
+
+def test_deconvolution_with_the_true_kernel_gains_and_keeps_shape_and_range():
+    sharp = shapes(96, 112, seed=1)
+    k = line_kernel(9, 0.7, 15)
+    blurry = np.clip(convolve(sharp, k) + np.random.default_rng(0).normal(0, 1 / 255, sharp.shape), 0, 1)
+    out = deconvolve(blurry, k)
+    assert out.shape == sharp.shape and out.min() >= 0 and out.max() <= 1
+    assert psnr(out, sharp) > psnr(blurry, sharp) + 4
+    assert deconvolve(blurry[..., 0], k).shape == (96, 112)  # grayscale
+
+
+def test_deconvolve_refuses_bad_kernels():
+    with pytest.raises(ValueError, match="odd"):
+        deconvolve(np.zeros((20, 20)), np.ones((4, 4)))
+    with pytest.raises(ValueError, match="sum"):
+        deconvolve(np.zeros((20, 20)), np.zeros((3, 3)))
+
+
+def test_deblur_by_kernel_keeps_dtype_and_alpha():
+    rgba = np.concatenate([(shapes(40, 40) * 255).astype(np.uint8), np.full((40, 40, 1), 77, np.uint8)], axis=2)
+    k = line_kernel(5, 0.0, 7)
+    out = deblur_by_kernel(rgba, k)
+    assert out.dtype == np.uint8 and out.shape == rgba.shape
+    assert (out[..., 3] == 77).all()
+    grey16 = (shapes(40, 40)[..., 0] * 65535).astype(np.uint16)
+    assert deblur_by_kernel(grey16, k).dtype == np.uint16
+
+
+# ---- kernel files ------------------------------------------------------------------------------
+
+def test_kernel_png_round_trip(tmp_path):
+    k = line_kernel(11, 1.1, 15).astype(np.float32)
+    path = write_kernel(k, tmp_path / "k.png")
+    assert read_image(path).dtype == np.uint16
+    back = read_kernel(path)
+    assert back.shape == (15, 15) and back.sum() == pytest.approx(1.0, abs=1e-5)
+    assert kernel_agreement(back, k) > 0.999
+    from lmfn_cli.errors import OutputExistsError
+
+    with pytest.raises(OutputExistsError):
+        write_kernel(k, path)
+
+
+def test_kernel_npy_even_sides_are_padded_and_centred(tmp_path):
+    k = np.zeros((4, 6))
+    k[1, 1:5] = 1
+    np.save(tmp_path / "k.npy", k)
+    back = read_kernel(tmp_path / "k.npy")
+    assert back.shape == (7, 7) and back.sum() == pytest.approx(1.0)
+    assert back[3].sum() == pytest.approx(1.0)  # the row moved to the middle
+
+
+@pytest.mark.parametrize("content, problem", [
+    (np.zeros((5, 5)), "empty"),
+    (np.array([[0.0, -1, 0], [0, 1, 0], [0, 0, 0]]), "negative"),
+    (np.ones((3, 3, 2, 2)), "2-D"),
+    (np.full((3, 3), np.nan), "NaN"),
+    (np.ones((300, 3)), "at most"),
+])
+def test_bad_kernel_arrays_give_one_clear_error(tmp_path, content, problem):
+    path = tmp_path / "bad.npy"
+    np.save(path, content)
+    with pytest.raises(KernelError, match=problem) as exc:
+        read_kernel(path)
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_unreadable_kernel_files(tmp_path):
+    (tmp_path / "k.png").write_bytes(b"not a picture")
+    with pytest.raises(KernelError, match="not an image"):
+        read_kernel(tmp_path / "k.png")
+    with pytest.raises(KernelError, match="cannot read"):
+        read_kernel(tmp_path / "missing.png")
+
+
+def test_kernel_path_is_beside_the_output(tmp_path):
+    assert kernel_path_for(tmp_path / "a.jpg") == tmp_path / "a.kernel.png"
+
+
+# ---- estimation --------------------------------------------------------------------------------
+
+def test_textured_regions_do_not_overlap():
+    luma = np.zeros((100, 200))
+    luma[10:40, 10:40] = np.random.default_rng(0).random((30, 30))
+    first, second = textured_regions(luma, 50)
+    assert first[2] == second[2] == 50
+    assert first[0] <= 10 and first[1] <= 10
+    assert abs(first[0] - second[0]) >= 50 or abs(first[1] - second[1]) >= 50
+
+
+def aligned_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return max(psnr(np.roll(a, (dy, dx), (0, 1)), b) for dy in range(-3, 4) for dx in range(-3, 4))
+
+
+@pytest.mark.parametrize("length, angle", [(9, 0.4), (13, 2.0)])
+def test_estimation_recovers_a_known_kernel(length, angle):
+    sharp = shapes(256, 256, seed=length, count=80)
+    true = line_kernel(length, angle, 15)
+    blurry = np.clip(convolve(sharp, true) + np.random.default_rng(1).normal(0, 1 / 255, sharp.shape), 0, 1)
+    est = estimate_kernel(blurry, EstimationSettings(kernel_size=15, region=128))
+    assert est.kernel.shape == (15, 15) and est.kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    assert est.kernel.min() >= 0
+    assert kernel_agreement(est.kernel, true) > 0.8
+    assert est.extent > 3 and est.agreement is not None and est.agreement > 0.75
+    # deconvolving by it beats the blurry input clearly, and comes near the true kernel's result
+    by_est = aligned_psnr(deconvolve(blurry, est.kernel, method="tv", prior=1.5e-3), sharp)
+    by_true = aligned_psnr(deconvolve(blurry, true, method="tv", prior=1.5e-3), sharp)
+    assert by_est > psnr(blurry, sharp) + 2
+    assert by_est > by_true - 10 * math.log10(3)  # Levin et al.'s success: error ratio <= 3
+
+
+def test_tv_deconvolution_gains_with_the_true_kernel():
+    sharp = shapes(96, 96, seed=2)
+    k = line_kernel(9, 1.2, 15)
+    blurry = np.clip(convolve(sharp, k) + np.random.default_rng(0).normal(0, 1 / 255, sharp.shape), 0, 1)
+    assert psnr(deconvolve(blurry, k, method="tv", prior=1.5e-3), sharp) > psnr(blurry, sharp) + 4
+    with pytest.raises(ValueError, match="wiener or tv"):
+        deconvolve(blurry, k, method="lucy")
+
+
+def test_estimation_of_a_sharp_photo_is_a_small_kernel_and_not_used():
+    sharp = shapes(160, 160, seed=3)
+    est = estimate_kernel(sharp, EstimationSettings(kernel_size=15, region=80))
+    assert not est.usable  # too small a kernel, or two regions that disagree
+
+
+def test_estimation_reports_progress_and_refuses_tiny_images():
+    seen = []
+    estimate_kernel(shapes(64, 64), EstimationSettings(kernel_size=7, region=32),
+                    on_progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1][0] == seen[-1][1] and len(seen) == seen[-1][1]
+    with pytest.raises(ValueError, match="too small"):
+        estimate_kernel(np.zeros((20, 20)), EstimationSettings(kernel_size=15, region=32))
+
+
+# ---- the method's choice -----------------------------------------------------------------------
+
+def test_sharp_photo_falls_back_to_the_blind_network(tiny_model):
+    img = (shapes(96, 96, seed=5) * 255).astype(np.uint8)
+    options = KernelOptions(method="kernel", estimation=EstimationSettings(kernel_size=9, region=48))
+    done = restore_with_method(tiny_model, img, options)
+    assert done.method in ("none", "blind")  # left unchanged (looks sharp), or the network (no kernel fits)
+    if done.method == "none":
+        assert "left unchanged" in done.why
+        np.testing.assert_array_equal(done.restored.pixels, img)
+    assert done.restored.pixels.shape == img.shape
+
+
+def test_given_kernel_is_used_and_small_images_go_blind(tiny_model):
+    img = (shapes(48, 48) * 255).astype(np.uint8)
+    k = line_kernel(5, 0.0, 7)
+    done = restore_with_method(tiny_model, img, KernelOptions(kernel=k))
+    assert done.method == "kernel" and done.kernel is not None and done.estimate is None
+    options = KernelOptions()
+    np.testing.assert_array_equal(done.restored.pixels,
+                                  deblur_by_kernel(img, k, prior=options.prior, method=options.deconvolution))
+    tiny = (shapes(24, 24) * 255).astype(np.uint8)
+    done = restore_with_method(tiny_model, tiny, KernelOptions(method="auto"))
+    assert done.method == "blind" and "too small" in done.why
+
+
+def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
+    import lmfn_cli.kernel_method as km
+    from lmfn_cli.kernel_estimation import KernelEstimate
+
+    k = line_kernel(9, 0.0, 15).astype(np.float32)
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.8, extent=kernel_extent(k))
+    monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
+    img = (shapes(64, 64) * 255).astype(np.uint8)
+    assert restore_with_method(tiny_model, img, KernelOptions(method="kernel")).method == "kernel"
+    auto = restore_with_method(tiny_model, img, KernelOptions(method="auto"))
+    assert auto.method == "blind" and "not confident" in auto.why
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.95, extent=kernel_extent(k))
+    monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
+    assert restore_with_method(tiny_model, img, KernelOptions(method="auto")).method == "kernel"
+    unchecked = KernelEstimate(k, (0, 0, 48), agreement=None, extent=kernel_extent(k))
+    assert not unchecked.usable  # a photo too small for two regions: auto cannot confirm it
+    from lmfn_cli.kernel_method import decide
+
+    assert decide(unchecked, "kernel")[0] == "blind" and "too small to check" in decide(unchecked, "kernel")[1]
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.5, extent=kernel_extent(k))
+    monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
+    done = restore_with_method(tiny_model, img, KernelOptions(method="kernel"))
+    assert done.method == "blind" and "no kernel fits" in done.why
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="method"):
+        KernelOptions(method="magic")
+    with pytest.raises(ValueError, match="prior"):
+        KernelOptions(prior=0)
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_cli_kernel_method_saves_kernels_and_records_them(runner, tmp_path, tiny_weights):
+    sharp = shapes(128, 128, seed=7, count=60)
+    blurry = np.clip(convolve(sharp, line_kernel(9, 0.5, 15)), 0, 1)
+    write_image(tmp_path / "in" / "shaken.png", (blurry * 255).round().astype(np.uint8))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["deblur", str(tmp_path / "in"), "-o", str(out), "-w", str(tiny_weights),
+                                  "--method", "kernel", "--kernel-size", "15", "--save-kernel", "--json",
+                                  "--html", str(out / "report.html")])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    # the kernel is saved whichever method ran (a fallback shows what was estimated)
+    assert record["method"] in ("kernel", "blind") and record["kernel"] == str(out / "shaken.kernel.png")
+    assert record["kernel_size"] == 15 and record["kernel_extent"] > 2 and record["method_why"]
+    assert read_kernel(out / "shaken.kernel.png").shape == (15, 15)
+    assert read_image(out / "shaken.png").shape == (128, 128, 3)
+    html = (out / "report.html").read_text()
+    assert "blur kernel, 15x15 px" in html
+
+
+def test_cli_given_kernel_and_bad_kernel(runner, tmp_path, tiny_weights, photos):
+    k = tmp_path / "k.npy"
+    np.save(k, line_kernel(3, 1.5708, 5))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["deblur", str(photos[0] / "p0.png"), "-o", str(out), "-w", str(tiny_weights),
+                                  "--kernel", str(k), "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.splitlines()[0])
+    assert record["method"] == "kernel" and record["kernel"] is None and "given kernel" in record["method_why"]
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 3)))
+    result = runner.invoke(main, ["deblur", str(photos[0] / "p0.png"), "-o", str(tmp_path / "o2"), "-w",
+                                  str(tiny_weights), "--kernel", str(bad)])
+    assert result.exit_code == 2
+    assert "bad.npy" in result.stderr and "empty" in result.stderr
+    assert not (tmp_path / "o2").exists()
+
+
+def test_cli_kernel_options_are_checked(runner, tmp_path, tiny_weights, photos):
+    args = ["deblur", str(photos[0] / "p0.png"), "-o", str(tmp_path / "o"), "-w", str(tiny_weights)]
+    result = runner.invoke(main, [*args, "--save-kernel"])
+    assert result.exit_code == 2 and "--save-kernel needs" in result.stderr
+    result = runner.invoke(main, [*args, "--method", "kernel", "--kernel-size", "16"])
+    assert result.exit_code == 2 and "odd" in result.stderr
