@@ -259,18 +259,22 @@ class Restored:
     precision: str
 
 
+def level_scale(dtype: np.dtype) -> float:
+    """What a pixel of ``dtype`` is divided by to lie in [0,1]: 255, 65535, or 1 for floats."""
+    if dtype in LEVEL_SCALE:
+        return LEVEL_SCALE[dtype]
+    if dtype.kind == "f":
+        return 1.0
+    raise ImageError(None, f"unsupported pixel type {dtype} (need uint8, uint16 or float)")
+
+
 def _to_tensor(image: np.ndarray) -> tuple[torch.Tensor, float]:
     """(H,W,C) array -> (1,3,H,W) CPU tensor of its colour channels and the scale of its levels.
 
     Integer images stay integer (a view where possible: ``run_tiled`` converts one tile at a
     time, so a big 8-bit image never gets a full-size float copy); float images become float32.
     """
-    if image.dtype in LEVEL_SCALE:
-        scale = LEVEL_SCALE[image.dtype]
-    elif image.dtype.kind == "f":
-        scale = 1.0
-    else:
-        raise ImageError(None, f"unsupported pixel type {image.dtype} (need uint8, uint16 or float)")
+    scale = level_scale(image.dtype)
     colour = image[..., :3] if image.shape[2] >= 3 else np.repeat(image[..., :1], 3, axis=2)
     if scale == 1.0:
         colour = np.ascontiguousarray(colour, dtype=np.float32)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .deconvolution import centre_kernel, kernel_extent, normalise_kernel, otf, taper
+from .deconvolution import _grad, _grad_otfs, centre_kernel, kernel_extent, normalise_kernel, otf, taper
 
 __all__ = ["EstimationSettings", "KernelEstimate", "estimate_kernel", "kernel_agreement", "textured_regions"]
 
@@ -141,20 +141,6 @@ def textured_regions(luma: np.ndarray, size: int, count: int = 2) -> list[tuple[
                 best_pair, best = ((t1, l1, side), (t2, l2, side)), e1 + e2
                 break
     return list(best_pair) if best_pair else [(scored[0][1], scored[0][2], side)]
-
-
-def _grad(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Circular forward differences of (H,W) ``x``: x[i+1] - x[i] along x, then y."""
-    return torch.roll(x, -1, dims=1) - x, torch.roll(x, -1, dims=0) - x
-
-
-def _grad_otfs(shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """conj of the transfer functions of the forward differences along x and y."""
-    dx = torch.zeros(shape, dtype=torch.float64)
-    dx[0, 0], dx[0, -1] = -1, 1
-    dy = torch.zeros(shape, dtype=torch.float64)
-    dy[0, 0], dy[-1, 0] = -1, 1
-    return torch.fft.rfft2(dx).conj(), torch.fft.rfft2(dy).conj()
 
 
 def _latent(y: torch.Tensor, kernel: torch.Tensor, lam: float, beta_max: float) -> torch.Tensor:

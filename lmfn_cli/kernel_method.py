@@ -29,8 +29,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .deconvolution import DEFAULT_PRIOR, deconvolve, kernel_extent
-from .errors import ImageError
-from .inference import LEVEL_SCALE, Restored, restore
+from .inference import Restored, level_scale, restore
 from .kernel_estimation import EstimationSettings, KernelEstimate, estimate_kernel
 from .model import LMFN
 
@@ -87,12 +86,7 @@ class KernelRestored:
 
 def _float_colour(image: np.ndarray) -> tuple[np.ndarray, float]:
     """(H,W,C) image -> its colour channels as float64 in [0,1] (1 or 3 of them) and the scale."""
-    if image.dtype in LEVEL_SCALE:
-        scale = LEVEL_SCALE[image.dtype]
-    elif image.dtype.kind == "f":
-        scale = 1.0
-    else:
-        raise ImageError(None, f"unsupported pixel type {image.dtype} (need uint8, uint16 or float)")
+    scale = level_scale(image.dtype)
     colour = image[..., :3] if image.shape[2] >= 3 else image[..., :1]
     return colour.astype(np.float64) / scale, scale
 
