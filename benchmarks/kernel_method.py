@@ -2,6 +2,7 @@
 
     python benchmarks/kernel_method.py                       # every row, all 32 validation photos
     python benchmarks/kernel_method.py --photos 8 --lengths 9 15 --no-shake --time-only
+    python benchmarks/kernel_method.py --gopro 4       # real blur of an unseen scene, every 4th pair
 
 Rows (the validation photos' 256 px centre crops, as `benchmarks/validation.py` makes them):
 ``lines-srgb-L`` and ``lines-linear-L`` (the yardstick's own pairs, `yardstick.make_pair`), and
@@ -134,11 +135,13 @@ def run_row(name: str, pairs, model, options: KernelOptions, *, identity: bool =
             used[method] += choice == "kernel"
             unchanged[method] += choice == "input"
             sums[method].append(score({"kernel": by_est, "blind": blind, "input": blurry}[choice]))
+        if kernel is None:  # real blur: no true kernel
+            continue
         true_out = deblur_by_kernel(blurry, kernel, prior=options.prior, method=options.deconvolution)
         sums["true kernel"].append(score(true_out))
         if not identity:
             ratios.append(aligned_sse(by_est, sharp, shift) / max(aligned_sse(true_out, sharp, shift), 1e-12))
-    row = {"name": name, "images": len(pairs), **{k: float(np.mean(v)) for k, v in sums.items()},
+    row = {"name": name, "images": len(pairs), **{k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()},
            "used": used, "unchanged": unchanged, "ratios": ratios, "seconds": seconds / max(1, len(pairs))}
     print(f"{name}: {len(pairs)} images, estimation + deconvolution {row['seconds']:.1f} s each", file=sys.stderr, flush=True)
     return row
@@ -177,6 +180,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=float, nargs="*", default=list(ys.LENGTHS))
     ap.add_argument("--no-shake", action="store_true", help="leave out the USRNet and gyro_04 rows")
     ap.add_argument("--time-only", action="store_true", help="only time the method on a 1-megapixel photo")
+    ap.add_argument("--gopro", type=int, default=0, metavar="N",
+                    help="only the gopro-unseen row: every N-th of its 83 real pairs, whole 1280x720 frames")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--photo-set", choices=["val", "train"], default="val",
                     help="val: the validation photos (the table); train: BSDS500 training photos (to choose settings on)")
@@ -203,6 +208,14 @@ def main() -> None:
     print(f"--method kernel on a 1000x1000 photo (15 px line blur): {seconds:.1f} s ({why}), "
           f"{torch.get_num_threads()} threads")
     if args.time_only:
+        return
+    if args.gopro:
+        from lmfn_cli.images import read_image
+
+        root = SHARED / "data" / "pairs" / ys.GOPRO_UNSEEN
+        names = sorted(p.name for p in (root / "blur").iterdir())[::args.gopro]
+        pairs = [(read_image(root / "blur" / n), read_image(root / "sharp" / n), None) for n in names]
+        print(table([run_row("gopro-unseen", pairs, model, options)]))
         return
     crop = val.CROP
     identity = []
