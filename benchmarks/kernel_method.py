@@ -3,6 +3,7 @@
     python benchmarks/kernel_method.py                       # every row, all 32 validation photos
     python benchmarks/kernel_method.py --photos 8 --lengths 9 15 --no-shake --time-only
     python benchmarks/kernel_method.py --gopro 4       # real blur of an unseen scene, every 4th pair
+    python benchmarks/kernel_method.py --sharp 5       # what each method does with 20 sharp training photos
 
 Rows (the validation photos' 256 px centre crops, as `benchmarks/validation.py` makes them):
 ``lines-srgb-L`` and ``lines-linear-L`` (the yardstick's own pairs, `yardstick.make_pair`), and
@@ -180,6 +181,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=float, nargs="*", default=list(ys.LENGTHS))
     ap.add_argument("--no-shake", action="store_true", help="leave out the USRNet and gyro_04 rows")
     ap.add_argument("--time-only", action="store_true", help="only time the method on a 1-megapixel photo")
+    ap.add_argument("--sharp", type=int, default=0, metavar="N",
+                    help="only the sharp-photo check: what each method does with every N-th sharp Urban100 training photo")
     ap.add_argument("--gopro", type=int, default=0, metavar="N",
                     help="only the gopro-unseen row: every N-th of its 83 real pairs, whole 1280x720 frames")
     ap.add_argument("--threads", type=int, default=2)
@@ -208,6 +211,20 @@ def main() -> None:
     print(f"--method kernel on a 1000x1000 photo (15 px line blur): {seconds:.1f} s ({why}), "
           f"{torch.get_num_threads()} threads")
     if args.time_only:
+        return
+    if args.sharp:
+        from collections import Counter
+
+        files = sorted((SHARED / "data" / "sharp" / "urban100").glob("*"))[::args.sharp][:20]
+        seen: Counter = Counter()
+        for path in files:
+            est = estimate_kernel(ys._photo_u8(path) / 255.0, options.estimation)
+            kernel, auto = decide(est, "kernel")[0], decide(est, "auto")[0]
+            seen[f"kernel: {kernel}"] += 1
+            seen[f"auto: {auto}"] += 1
+            print(f"{path.name}: extent {est.extent:.2f} px, agreement {est.agreement}; kernel -> {kernel}, auto -> {auto}")
+        print(f"{len(files)} sharp photos (kernel = deconvolved, input = left unchanged, blind = the network): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
         return
     if args.gopro:
         from lmfn_cli.images import read_image
