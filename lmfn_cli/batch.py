@@ -25,6 +25,7 @@ from .errors import ConfigError, ImageError, LMFNError, NothingToDoError, Output
 from .evaluation import Protocol, score_pair, to_tensor
 from .files import remove_stale_temporaries
 from .images import DEFAULT_MAX_PIXELS, EXTENSION, Picture, read_picture
+from .deconvolution import kernel_extent
 from .inference import restore
 from .inputs import expand_inputs, real_path
 from .kernel_files import kernel_path_for, write_kernel
@@ -157,11 +158,10 @@ def _deblur_picture(model: LMFN, picture: Picture, settings: Settings, on_tile: 
         done, kernel = outcome.restored, outcome.kernel
         extra = {"method": outcome.method, "method_why": outcome.why}
         if kernel is not None:
-            from .deconvolution import kernel_extent
-
-            agreement = outcome.estimate.agreement if outcome.estimate is not None else None
-            extra.update(kernel_size=int(kernel.shape[0]), kernel_extent=round(kernel_extent(kernel), 2),
-                         kernel_agreement=None if agreement is None else round(agreement, 3))
+            est = outcome.estimate
+            extent = est.extent if est is not None else kernel_extent(kernel)
+            extra.update(kernel_size=int(kernel.shape[0]), kernel_extent=round(extent, 2),
+                         kernel_agreement=None if est is None or est.agreement is None else round(est.agreement, 3))
     record = Record("", None, "ok", (w, h), round(time.perf_counter() - start, 3), done.tile, done.device, done.precision,
                     **extra)
     return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record, kernel

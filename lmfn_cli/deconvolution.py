@@ -149,7 +149,7 @@ def _tv_plane(y: torch.Tensor, k_otf: torch.Tensor, weight: float) -> torch.Tens
     256 ``weight``. ``y``: (H,W) float64 that wraps smoothly at its borders."""
     shape = (y.shape[0], y.shape[1])
     dx_c, dy_c = _grad_otfs(shape)  # conj(D): the adjoint of the difference, in frequency
-    dd = dx_c.abs() ** 2 + dy_c.abs() ** 2
+    dd = _gradient_energy(shape)
     ky = k_otf.conj() * torch.fft.rfft2(y)
     kk = k_otf.abs() ** 2
     x = y.clone()

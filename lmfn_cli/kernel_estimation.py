@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .deconvolution import _grad, _grad_otfs, centre_kernel, kernel_extent, normalise_kernel, otf, taper
+from .deconvolution import _grad, _grad_otfs, _gradient_energy, centre_kernel, kernel_extent, normalise_kernel, otf, taper
 
 __all__ = ["EstimationSettings", "KernelEstimate", "estimate_kernel", "kernel_agreement", "textured_regions"]
 
@@ -149,7 +149,7 @@ def _latent(y: torch.Tensor, kernel: torch.Tensor, lam: float, beta_max: float) 
     shape = (y.shape[0], y.shape[1])
     k_otf = otf(kernel, shape)
     dx_c, dy_c = _grad_otfs(shape)
-    grad_energy = dx_c.abs() ** 2 + dy_c.abs() ** 2
+    grad_energy = _gradient_energy(shape)
     ky = k_otf.conj() * torch.fft.rfft2(y)
     kk = k_otf.abs() ** 2
     x = y.clone()

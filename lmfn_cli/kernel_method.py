@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -149,13 +149,10 @@ def restore_with_method(model: LMFN, image: np.ndarray, options: KernelOptions, 
         return KernelRestored(Restored(pixels, 0, "cpu", "fp64"), "kernel", kernel, None, why)
     if options.method == "blind":
         return blind("blind network")
-    colour, _ = _float_colour(np.asarray(image)[..., None] if np.ndim(image) == 2 else np.asarray(image))
-    side = min(colour.shape[:2])
     settings = options.estimation
-    if side < 2 * settings.kernel_size:
+    if min(np.shape(image)[:2]) < 2 * settings.kernel_size:
         return blind(f"too small for a {settings.kernel_size} px kernel estimate: blind network")
-    if settings.region > side:
-        settings = replace(settings, region=side)
+    colour, _ = _float_colour(np.asarray(image)[..., None] if np.ndim(image) == 2 else np.asarray(image))
     estimate = estimate_kernel(colour, settings, on_progress=on_estimate)
     choice, why = decide(estimate, options.method)
     log.info("%s", why)
