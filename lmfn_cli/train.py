@@ -192,6 +192,8 @@ def export_weights(run_dir: str | Path, dest: str | Path, *, which: Literal["bes
     stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
     meta = {"training": json.dumps(summary), "tensors_sha256": tensors_sha256(stored)}
     meta.update(_recipe_metadata(cfg, {"recipe": ckpt.get("recipe"), "init": ckpt.get("init")}))
+    if cfg.task == "nonblind":  # what kernel_method.load_nonblind needs: the Wiener filter it follows
+        meta.update(task="nonblind", wiener_prior=repr(cfg.nonblind_prior))
     return save_weights(model, dest, variant=cfg.variant, metadata=meta, dtype=dtype)
 
 

@@ -34,6 +34,15 @@ class TrainConfig:
 
     model: LMFNConfig = field(default_factory=LMFNConfig)
     variant: str = "lmfn"
+    task: Literal["blind", "nonblind"] = "blind"
+    """``blind``: blurry photo in, sharp out. ``nonblind``: the kernel method's second stage, a
+    Wiener deconvolution (by a kernel perturbed the way estimation errs) in, sharp out
+    (``synth.nonblind``); sharp photos only, no paired folders."""
+    nonblind_prior: float = 5e-3
+    """``nonblind``: weight of the Wiener filter's gradient prior (saved in exported weights: the
+    kernel method deconvolves with it before the network)."""
+    kernel_perturb_prob: float = 0.8
+    """``nonblind``: share of pairs deconvolved by a perturbed kernel (the rest: the true one)."""
     paired: tuple[str, ...] = ()
     """Folders of pairs: ``blur/`` + ``sharp/``, or GoPro-style ``*/blur`` + ``*/sharp``."""
     sharp: tuple[str, ...] = ()
@@ -122,6 +131,12 @@ class TrainConfig:
             raise TrainError("w_none and w_small must be >= 0")
         if self.paired_fraction is not None and not 0 <= self.paired_fraction <= 1:
             raise TrainError(f"paired_fraction must be in [0, 1], got {self.paired_fraction!r}")
+        if self.task not in ("blind", "nonblind"):
+            raise TrainError(f"task must be blind or nonblind, got {self.task!r}")
+        if self.task == "nonblind" and (self.paired or not self.sharp):
+            raise TrainError("task nonblind trains on sharp photos (sharp = [...]) only, no paired folders")
+        if self.nonblind_prior <= 0 or not 0 <= self.kernel_perturb_prob <= 1:
+            raise TrainError("nonblind_prior must be > 0 and kernel_perturb_prob in [0, 1]")
         if self.kernel_split not in ("train", "all"):
             raise TrainError(f"kernel_split must be train or all, got {self.kernel_split!r}")
         if self.schedule not in ("step", "cosine", "constant"):

@@ -19,7 +19,7 @@ from .train_config import TrainConfig, TrainError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_pairs", "PairedImages", "BatchSource", "synth_config", "build_batches", "load_val_set", "load_val_sets"]
+__all__ = ["find_pairs", "nonblind_config", "PairedImages", "BatchSource", "synth_config", "build_batches", "load_val_set", "load_val_sets"]
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -165,6 +165,16 @@ def synth_config(cfg: TrainConfig):
                              degradation=degradation)
 
 
+def nonblind_config(cfg: TrainConfig):
+    """The ``synth.nonblind.NonblindConfig`` of a ``task = "nonblind"`` run: its Wiener prior,
+    perturbed share, and the run's blur-in-sRGB, noise, JPEG and unblurred (``w_none``) shares."""
+    from .synth.nonblind import NonblindConfig
+
+    return NonblindConfig(prior=cfg.nonblind_prior, perturb_prob=cfg.kernel_perturb_prob,
+                          srgb_blur_prob=cfg.srgb_blur_prob, noise_prob=cfg.noise_prob,
+                          jpeg_prob=cfg.jpeg_prob, delta_prob=cfg.w_none)
+
+
 def build_batches(cfg: TrainConfig) -> BatchSource:
     paired = PairedImages(cfg.paired) if cfg.paired else None
     sharp_images = [img for folder in cfg.sharp for img in _load_sharp_folder(folder)]
@@ -174,10 +184,20 @@ def build_batches(cfg: TrainConfig) -> BatchSource:
 
         bank = synth.KernelBank.from_dir(cfg.kernels).split(cfg.kernel_split) if cfg.kernels else None
 
-        synth_cfg = synth_config(cfg)
+        if cfg.task == "nonblind":
+            from .synth.nonblind import nonblind_pair
 
-        def synth_fn(img: np.ndarray, rng: np.random.Generator):
-            return synth.synthesize_pair(img, rng, synth_cfg, bank)
+            nb_cfg = nonblind_config(cfg)
+
+            def synth_fn(img: np.ndarray, rng: np.random.Generator):
+                # the sample crops 16 px off each side itself: deconvolve the whole crop, keep all.
+                # Gyro blur is sized for a 640 px photo (the crop does not know its photo's size).
+                return nonblind_pair(img, rng, nb_cfg, bank, margin=0, full_side=640)
+        else:
+            synth_cfg = synth_config(cfg)
+
+            def synth_fn(img: np.ndarray, rng: np.random.Generator):
+                return synth.synthesize_pair(img, rng, synth_cfg, bank)
 
     log.info("training data: %d pairs, %d sharp photos", len(paired) if paired else 0, len(sharp_images))
     return BatchSource(cfg, paired, synth_fn, sharp_images)
