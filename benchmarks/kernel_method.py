@@ -4,6 +4,7 @@
     python benchmarks/kernel_method.py --photos 8 --lengths 9 15 --no-shake --time-only
     python benchmarks/kernel_method.py --gopro 4       # real blur of an unseen scene, every 4th pair
     python benchmarks/kernel_method.py --sharp 5       # what each method does with 20 sharp training photos
+    python benchmarks/kernel_method.py --deconvolution network tv   # both, on the same estimates
 
 Rows (the validation photos' 256 px centre crops, as `benchmarks/validation.py` makes them):
 ``lines-srgb-L`` and ``lines-linear-L`` (the yardstick's own pairs, `yardstick.make_pair`), and
@@ -16,6 +17,10 @@ these kernels is used in training. Methods:
 - blind: the network (``--weights``, default: the shipped default weights);
 - kernel: ``lmfn deblur --method kernel`` (estimation, its sharp-photo fallback, deconvolution);
 - true kernel: deconvolution by the true kernel (what a perfect estimate would give).
+
+Each deconvolution (``--deconvolution network tv wiener``; network: the Wiener filter and the
+non-blind network, `kernel_method.deconvolve_with_network`) gets its own rows, scored on the same
+estimates.
 
 PSNR on 8-bit RGB after aligning each result to the sharp crop by the best integer shift
 within +-3 px (a kernel is known only up to a shift; the Köhler protocol does the same), 16 px
@@ -32,6 +37,7 @@ import argparse
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +52,7 @@ from lmfn_cli import yardstick as ys  # noqa: E402
 from lmfn_cli.deconvolution import deconvolve  # noqa: E402
 from lmfn_cli.inference import restore  # noqa: E402
 from lmfn_cli.kernel_estimation import EstimationSettings, estimate_kernel  # noqa: E402
-from lmfn_cli.kernel_method import KernelOptions, deblur_by_kernel, decide, restore_with_method  # noqa: E402
+from lmfn_cli.kernel_method import DECONVOLUTIONS, KernelOptions, deblur_by_kernel, decide, restore_with_method  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 BORDER = 16
@@ -112,45 +118,65 @@ def lines_pairs(photos: list[np.ndarray], mode: str, length: float) -> list[tupl
     return out
 
 
-def run_row(name: str, pairs, model, options: KernelOptions, *, identity: bool = False) -> dict:
-    """Score one row; the kernel is estimated once per image and both methods decide on it."""
+def deconvolve_by(blurry: np.ndarray, kernel: np.ndarray, model, options: KernelOptions) -> np.ndarray:
+    """``blurry`` deconvolved by ``kernel`` the way ``options.deconvolution`` does it."""
+    if options.deconvolution == "network":
+        return restore_with_method(model, blurry, replace(options, kernel=kernel)).restored.pixels
+    return deblur_by_kernel(blurry, kernel, prior=options.prior, method=options.deconvolution)
+
+
+def run_row(name: str, pairs, model, variants: list[KernelOptions], *, identity: bool = False) -> list[dict]:
+    """Score one row for each deconvolution in ``variants`` (same estimation settings); the
+    kernel is estimated once per image and every method decides on it."""
     shift = 0 if identity else SHIFT
-    sums: dict[str, list[float]] = {"blurry": [], "blind": [], "estimate": [], "kernel": [], "auto": [],
-                                    "true kernel": []}
-    ratios, used, unchanged, seconds = [], {"kernel": 0, "auto": 0}, {"kernel": 0, "auto": 0}, 0.0
+    keys = ("blurry", "blind", "estimate", "kernel", "auto", "true kernel")
+    sums = [{k: [] for k in keys} for _ in variants]
+    ratios = [[] for _ in variants]
+    used, unchanged, seconds = {"kernel": 0, "auto": 0}, {"kernel": 0, "auto": 0}, [0.0] * len(variants)
     for blurry, sharp, kernel in pairs:
         def score(out: np.ndarray) -> float:
             return min(PSNR_CAP, psnr_of(aligned_sse(out, sharp, shift), sharp))
 
-        sums["blurry"].append(score(blurry))
+        blurry_score = score(blurry)
         blind = restore(model, blurry).pixels
-        sums["blind"].append(score(blind))
+        blind_score = score(blind)
         start = time.perf_counter()
-        est = estimate_kernel(blurry.astype(np.float64) / 255, options.estimation)
-        by_est = deblur_by_kernel(blurry, est.kernel, prior=options.prior, method=options.deconvolution)
-        seconds += time.perf_counter() - start
-        # the estimate wherever the photo does not look sharp, checked or not: the estimator's own quality
-        sums["estimate"].append(score(blurry if est.extent < est.min_extent else by_est))
-        for method in ("kernel", "auto"):
-            choice, _ = decide(est, method)
+        est = estimate_kernel(blurry.astype(np.float64) / 255, variants[0].estimation)
+        estimation_s = time.perf_counter() - start
+        choices = {method: decide(est, method)[0] for method in ("kernel", "auto")}
+        for method, choice in choices.items():
             used[method] += choice == "kernel"
             unchanged[method] += choice == "input"
-            sums[method].append(score({"kernel": by_est, "blind": blind, "input": blurry}[choice]))
-        if kernel is None:  # real blur: no true kernel
-            continue
-        true_out = deblur_by_kernel(blurry, kernel, prior=options.prior, method=options.deconvolution)
-        sums["true kernel"].append(score(true_out))
-        if not identity:
-            ratios.append(aligned_sse(by_est, sharp, shift) / max(aligned_sse(true_out, sharp, shift), 1e-12))
-    row = {"name": name, "images": len(pairs), **{k: float(np.mean(v)) if v else float("nan") for k, v in sums.items()},
-           "used": used, "unchanged": unchanged, "ratios": ratios, "seconds": seconds / max(1, len(pairs))}
-    print(f"{name}: {len(pairs)} images, estimation + deconvolution {row['seconds']:.1f} s each", file=sys.stderr, flush=True)
-    return row
+        for v, options in enumerate(variants):
+            start = time.perf_counter()
+            by_est = deconvolve_by(blurry, est.kernel, model, options)
+            seconds[v] += estimation_s + time.perf_counter() - start
+            row = sums[v]
+            row["blurry"].append(blurry_score)
+            row["blind"].append(blind_score)
+            # the estimate wherever the photo does not look sharp, checked or not: the estimator's own quality
+            row["estimate"].append(score(blurry if est.extent < est.min_extent else by_est))
+            for method, choice in choices.items():
+                row[method].append(score({"kernel": by_est, "blind": blind, "input": blurry}[choice]))
+            if kernel is None:  # real blur: no true kernel
+                continue
+            true_out = deconvolve_by(blurry, kernel, model, options)
+            row["true kernel"].append(score(true_out))
+            if not identity:
+                ratios[v].append(aligned_sse(by_est, sharp, shift) / max(aligned_sse(true_out, sharp, shift), 1e-12))
+    rows = []
+    for v, options in enumerate(variants):
+        rows.append({"name": name, "images": len(pairs), "deconvolution": options.deconvolution,
+                     **{k: float(np.mean(x)) if x else float("nan") for k, x in sums[v].items()},
+                     "used": used, "unchanged": unchanged, "ratios": ratios[v], "seconds": seconds[v] / max(1, len(pairs))})
+        print(f"{name} ({options.deconvolution}): {len(pairs)} images, estimation + deconvolution "
+              f"{rows[-1]['seconds']:.1f} s each", file=sys.stderr, flush=True)
+    return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| row | images | blurry | blind | estimate unless sharp | --method kernel | --method auto | true kernel | kernel used by kernel / auto | left unchanged | "
-             "error ratio <= 3 | median ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| row | deconvolution | images | blurry | blind | estimate unless sharp | --method kernel | --method auto | true kernel | kernel used by kernel / auto | left unchanged | "
+             "error ratio <= 3 | median ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = r["blurry"]
         ratios = np.array(r["ratios"])
@@ -158,7 +184,7 @@ def table(rows: list[dict]) -> str:
         median = f"{np.median(ratios):.2f}" if len(ratios) else "-"
         cells = [f"{r[m]:.2f} ({r[m] - b:+.2f})" if r["name"] != "identity" else f"{r[m]:.2f}"
                  for m in ("blind", "estimate", "kernel", "auto", "true kernel")]
-        lines.append(f"| {r['name']} | {r['images']} | {b:.2f} | {' | '.join(cells)} | "
+        lines.append(f"| {r['name']} | {r['deconvolution']} | {r['images']} | {b:.2f} | {' | '.join(cells)} | "
                      f"{r['used']['kernel']} / {r['used']['auto']} | {r['unchanged']['kernel']} | {share} | {median} |")
     return "\n".join(lines)
 
@@ -188,7 +214,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--photo-set", choices=["val", "train"], default="val",
                     help="val: the validation photos (the table); train: BSDS500 training photos (to choose settings on)")
-    ap.add_argument("--deconvolution", choices=["wiener", "tv"], default=None, help="default: KernelOptions'")
+    ap.add_argument("--deconvolution", choices=list(DECONVOLUTIONS), nargs="+", default=None,
+                    help="one or more (each gets its rows, on the same estimates); default: KernelOptions'")
+    ap.add_argument("--nonblind-weights", default=None, help="--deconvolution network's weights (default: KernelOptions')")
     ap.add_argument("--prior", type=float, default=None, help="default: KernelOptions'")
     ap.add_argument("--min-extent", type=float, default=None, help="default: EstimationSettings'")
     args = ap.parse_args()
@@ -198,18 +226,21 @@ def main() -> None:
     model = load_model(args.weights) if args.weights else load_model()
     base = KernelOptions(method="kernel")
     estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}))
-    options = KernelOptions(method="kernel", estimation=estimation,
-                            deconvolution=args.deconvolution or base.deconvolution, prior=args.prior or base.prior)
-    print(f"settings: deconvolution {options.deconvolution}, prior {options.prior:g}, min extent {estimation.min_extent:g} px, "
-          f"photos: {args.photo_set}")
+    variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
+                              nonblind=args.nonblind_weights or base.nonblind)
+                for d in (args.deconvolution or [base.deconvolution])]
+    options = variants[0]
+    print(f"settings: deconvolution {', '.join(v.deconvolution for v in variants)}, prior {options.prior:g} (tv, wiener), "
+          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, photos: {args.photo_set}")
     if args.photo_set == "val":
         photos = [ys._photo_u8(SHARED / "data" / "eval-sharp" / p) for p in val.PHOTOS[:args.photos]]
     else:
         files = sorted((SHARED / "data" / "sharp" / "bsds500" / "train").glob("*.jpg"))[::7][:args.photos]
         photos = [ys._photo_u8(p) for p in files]
-    seconds, why = time_megapixel(model, options, photos[0])
-    print(f"--method kernel on a 1000x1000 photo (15 px line blur): {seconds:.1f} s ({why}), "
-          f"{torch.get_num_threads()} threads")
+    for v in variants:
+        seconds, why = time_megapixel(model, v, photos[0])
+        print(f"--method kernel --deconvolution {v.deconvolution} on a 1000x1000 photo (15 px line blur): "
+              f"{seconds:.1f} s ({why}), {torch.get_num_threads()} threads")
     if args.time_only:
         return
     if args.sharp:
@@ -232,7 +263,7 @@ def main() -> None:
         root = SHARED / "data" / "pairs" / ys.GOPRO_UNSEEN
         names = sorted(p.name for p in (root / "blur").iterdir())[::args.gopro]
         pairs = [(read_image(root / "blur" / n), read_image(root / "sharp" / n), None) for n in names]
-        print(table([run_row("gopro-unseen", pairs, model, options)]))
+        print(table(run_row("gopro-unseen", pairs, model, variants)))
         return
     crop = val.CROP
     identity = []
@@ -240,13 +271,13 @@ def main() -> None:
         cy, cx = (photo.shape[0] - crop) // 2, (photo.shape[1] - crop) // 2
         sharp = photo[cy:cy + crop, cx:cx + crop]
         identity.append((sharp, sharp, np.ones((1, 1))))
-    rows = [run_row("identity", identity, model, options, identity=True)]
+    rows = run_row("identity", identity, model, variants, identity=True)
     for mode in ys.MODES:
         for length in args.lengths:
-            rows.append(run_row(f"lines-{mode}-{length:g}", lines_pairs(photos, mode, length), model, options))
+            rows += run_row(f"lines-{mode}-{length:g}", lines_pairs(photos, mode, length), model, variants)
     if not args.no_shake:
-        rows.append(run_row("shake-usrnet", shake_pairs(photos, "usrnet", val.CROP), model, options))
-        rows.append(run_row("shake-gyro04", shake_pairs(photos, "gyro", val.CROP), model, options))
+        rows += run_row("shake-usrnet", shake_pairs(photos, "usrnet", val.CROP), model, variants)
+        rows += run_row("shake-gyro04", shake_pairs(photos, "gyro", val.CROP), model, variants)
     print(table(rows))
     print("\nPSNR dB (gain over blurry), 8-bit RGB, best integer shift within +-3 px (identity: none, capped at "
           "100 dB), 16 px borders left out. estimate unless sharp: deconvolved by the estimated kernel, checked on two "

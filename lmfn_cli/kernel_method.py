@@ -1,6 +1,6 @@
 """Deblurring by a blur kernel: ``lmfn deblur --method kernel|auto`` and ``--kernel FILE``.
 
-`deblur_by_kernel` runs one image through the kernel method: the kernel is the user's
+`restore_with_method` runs one image through the kernel method: the kernel is the user's
 (``kernel=``) or estimated from the photo (`kernel_estimation.estimate_kernel`), and the photo is
 deconvolved by it per colour channel in the photo's own sRGB values. Where the estimate is not
 usable (a sharp photo, or the two regions it is checked on disagree: moving subjects, depth, too
@@ -16,8 +16,17 @@ few edges), the blind network runs instead. The methods:
   (`KernelEstimate.usable`: agreement >= `EstimationSettings.min_agreement`, 0.9), else the
   blind network.
 
-The deconvolution is total variation (`deconvolution.deconvolve` ``method="tv"``) of weight
-`TV_PRIOR`, which rings less than a Wiener filter when the kernel is a little wrong. A kernel given by the user is always used (it is what they asked for).
+The deconvolution (`KernelOptions.deconvolution`) is one of:
+
+- ``network``: a Wiener filter (`deconvolution.deconvolve` ``method="wiener"``) of the weight the
+  non-blind network was trained with, then that network (`NonblindStage`, weights
+  ``lmfn-nonblind-v1`` by default: LMFN trained by ``task = "nonblind"`` to remove the filter's
+  ringing and noise and the errors of a slightly wrong kernel, `synth.nonblind`);
+- ``tv``: total variation of weight `TV_PRIOR`, which rings less than a Wiener filter when the
+  kernel is a little wrong;
+- ``wiener``: the plain filter.
+
+A kernel given by the user is always used (it is what they asked for).
 """
 
 from __future__ import annotations
@@ -25,20 +34,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from .deconvolution import DEFAULT_PRIOR, deconvolve, kernel_extent
+from .errors import WeightsError
 from .inference import Restored, level_scale, restore
 from .kernel_estimation import EstimationSettings, KernelEstimate, estimate_kernel
 from .model import LMFN
+from .weights import REGISTRY, load_model, read_weights, resolve_weights
 
-__all__ = ["KERNEL_MIN_AGREEMENT", "METHODS", "TV_PRIOR", "KernelOptions", "KernelRestored", "deblur_by_kernel", "decide",
+__all__ = ["DECONVOLUTIONS", "KERNEL_MIN_AGREEMENT", "METHODS", "NONBLIND_NAME", "TV_PRIOR", "KernelOptions",
+           "KernelRestored", "NonblindStage", "deblur_by_kernel", "decide", "deconvolve_with_network", "load_nonblind",
            "restore_with_method"]
 
 log = logging.getLogger(__name__)
 
 METHODS = ("blind", "kernel", "auto")
+DECONVOLUTIONS = ("network", "tv", "wiener")
+NONBLIND_NAME = "lmfn-nonblind-v1"
+"""The registry name of the default non-blind stage (``--deconvolution network``)."""
 TV_PRIOR = 1.5e-3
 """Weight of the total-variation prior of the kernel method's deconvolution, chosen with the
 method on 6 BSDS500 training photos (never the validation photos; `benchmarks/kernel_method.py
@@ -52,13 +69,16 @@ KERNEL_MIN_AGREEMENT = 0.75
 @dataclass(frozen=True)
 class KernelOptions:
     """How an image is deblurred: ``method`` (blind, kernel or auto), a user ``kernel`` ((k,k)
-    float, from `kernel_files.read_kernel`; implies the kernel method), the deconvolution's
-    ``prior`` weight and how kernels are estimated."""
+    float, from `kernel_files.read_kernel`; implies the kernel method), the ``deconvolution``
+    (network, tv or wiener), the ``prior`` weight of tv and wiener (the network's Wiener filter
+    uses the weight it was trained with), the ``nonblind`` stage's weights (a registry name or a
+    file) and how kernels are estimated."""
 
     method: str = "blind"
     kernel: np.ndarray | None = field(default=None, compare=False)
     prior: float = TV_PRIOR
     deconvolution: str = "tv"
+    nonblind: str = NONBLIND_NAME
     estimation: EstimationSettings = EstimationSettings()
 
     def __post_init__(self) -> None:
@@ -66,8 +86,8 @@ class KernelOptions:
             raise ValueError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
         if self.prior <= 0:
             raise ValueError(f"the deconvolution prior must be > 0, not {self.prior}")
-        if self.deconvolution not in ("wiener", "tv"):
-            raise ValueError(f"deconvolution must be wiener or tv, not {self.deconvolution!r}")
+        if self.deconvolution not in DECONVOLUTIONS:
+            raise ValueError(f"deconvolution must be one of {', '.join(DECONVOLUTIONS)}, not {self.deconvolution!r}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,62 @@ def _float_colour(image: np.ndarray) -> tuple[np.ndarray, float]:
     scale = level_scale(image.dtype)
     colour = image[..., :3] if image.shape[2] >= 3 else image[..., :1]
     return colour.astype(np.float64) / scale, scale
+
+
+@dataclass(frozen=True)
+class NonblindStage:
+    """The non-blind network: ``model`` takes the Wiener deconvolution (weight ``prior``) of a
+    photo by its kernel and returns the photo deblurred; ``source`` is the weights file."""
+
+    model: LMFN
+    prior: float
+    source: Path
+
+
+@lru_cache(maxsize=4)
+def _load_stage(weights: str, device: str) -> NonblindStage:
+    path = resolve_weights(name=weights) if weights in REGISTRY else Path(weights)
+    if not path.is_file():
+        raise WeightsError(path, "does not exist (give a registry name such as "
+                           f"{NONBLIND_NAME} or a weights file)")
+    _, _, metadata = read_weights(path)
+    if metadata.get("task") != "nonblind" or "wiener_prior" not in metadata:
+        raise WeightsError(path, "is not a non-blind stage (its metadata has no task=nonblind and Wiener "
+                           "prior: export it from a run with task = \"nonblind\")")
+    try:
+        prior = float(metadata["wiener_prior"])
+    except ValueError:
+        raise WeightsError(path, f"has an invalid Wiener prior {metadata['wiener_prior']!r}") from None
+    if not prior > 0:
+        raise WeightsError(path, f"has an invalid Wiener prior {prior}")
+    return NonblindStage(load_model(path, device), prior, path)
+
+
+def load_nonblind(weights: str | Path = NONBLIND_NAME, device: str = "cpu") -> NonblindStage:
+    """The non-blind stage of ``weights`` (a registry name, bundled, cached or downloaded; or a
+    weights file) on ``device``, loaded once per process. Raises ``WeightsError`` for a file
+    that is missing, unreadable or not exported from a ``task = "nonblind"`` run."""
+    return _load_stage(str(weights), str(device))
+
+
+def deconvolve_with_network(image: np.ndarray, kernel: np.ndarray, stage: NonblindStage, *, tile: int | None = None,
+                            overlap: int = 32, precision: str = "auto",
+                            on_tile: Callable[[int, int], None] | None = None) -> Restored:
+    """``image`` (as `deblur_by_kernel` takes it) deconvolved by ``kernel`` ((k,k)): a Wiener
+    filter of the stage's weight in float, then the stage's network (``tile``, ``overlap``,
+    ``precision`` and ``on_tile`` as `inference.restore`'s). Same shape and dtype; alpha kept."""
+    image = np.asarray(image)
+    flat = image.ndim == 2
+    planes = image[..., None] if flat else image
+    colour, scale = _float_colour(planes)
+    # the network was trained on the float filter output, not on one rounded to 8 bits
+    wiener = deconvolve(colour, kernel, prior=stage.prior, method="wiener").astype(np.float32)
+    done = restore(stage.model, wiener, tile=tile, overlap=overlap, precision=precision, on_tile=on_tile)
+    out = planes.copy()
+    n = colour.shape[2]
+    result = done.pixels.reshape(planes.shape[:2] + (n,))
+    out[..., :n] = result.astype(out.dtype) if scale == 1.0 else np.round(result * scale).astype(out.dtype)
+    return Restored(out[..., 0] if flat else out, done.tile, done.device, done.precision)
 
 
 def deblur_by_kernel(image: np.ndarray, kernel: np.ndarray, *, prior: float = DEFAULT_PRIOR,
@@ -142,11 +218,19 @@ def restore_with_method(model: LMFN, image: np.ndarray, options: KernelOptions, 
         done = restore(model, image, tile=tile, overlap=overlap, precision=precision, on_tile=on_tile)
         return KernelRestored(done, "blind", kernel, estimate, why)
 
+    def by_kernel(kernel: np.ndarray) -> Restored:
+        if options.deconvolution == "network":
+            device = str(next(model.parameters()).device)
+            stage = load_nonblind(options.nonblind, device)
+            return deconvolve_with_network(image, kernel, stage, tile=tile, overlap=overlap, precision=precision,
+                                           on_tile=on_tile)
+        pixels = deblur_by_kernel(image, kernel, prior=options.prior, method=options.deconvolution)
+        return Restored(pixels, 0, "cpu", "fp64")
+
     if options.kernel is not None:
         kernel = np.asarray(options.kernel, dtype=np.float32)
-        pixels = deblur_by_kernel(image, kernel, prior=options.prior, method=options.deconvolution)
         why = f"given kernel ({kernel.shape[0]}x{kernel.shape[1]}, extent {kernel_extent(kernel):.1f} px)"
-        return KernelRestored(Restored(pixels, 0, "cpu", "fp64"), "kernel", kernel, None, why)
+        return KernelRestored(by_kernel(kernel), "kernel", kernel, None, why)
     if options.method == "blind":
         return blind("blind network")
     settings = options.estimation
@@ -160,5 +244,4 @@ def restore_with_method(model: LMFN, image: np.ndarray, options: KernelOptions, 
         return KernelRestored(Restored(np.array(image, copy=True), 0, "cpu", "none"), "none", estimate.kernel, estimate, why)
     if choice == "blind":
         return blind(why, estimate.kernel, estimate)
-    pixels = deblur_by_kernel(image, estimate.kernel, prior=options.prior, method=options.deconvolution)
-    return KernelRestored(Restored(pixels, 0, "cpu", "fp64"), "kernel", estimate.kernel, estimate, why)
+    return KernelRestored(by_kernel(estimate.kernel), "kernel", estimate.kernel, estimate, why)

@@ -175,6 +175,19 @@ REGISTRY: dict[str, WeightsEntry] = {
             description="lmfn-residual, fp16, v2 + runs v6 and v7 on a 2-core CPU: leaves sharp photos alone (identity 47.8 dB), "
             "mild deblurring; not the default: short of v2 by 0.05-0.13 dB on the linear-light synthetic rows",
         ),
+        WeightsEntry(
+            name="lmfn-nonblind-v1",
+            filename="lmfn-nonblind-v1.safetensors",
+            sha256="f65fb681eff55e037fb1489e027edfe75b84fc58a8b4d75516c40d93d183a2f7",
+            size=2_513_720,
+            licence="research only: trained on photos licensed for non-commercial research (BSDS500)",
+            training_data="v7 continued for 7,000 steps on a 2-core CPU (issue 29, recipes/lmfn-nonblind-v1.toml): "
+            "BSDS500 train+test and Urban100 blurred by random shake trajectories, the training gyro recordings "
+            "and USRNet kernels, then Wiener-deconvolved (prior 5e-3) by kernels perturbed the way estimation errs",
+            config=LMFNConfig(global_residual=True),
+            description="lmfn-residual, fp16: the kernel method's non-blind stage (--deconvolution network); takes "
+            "a Wiener deconvolution, not a blurry photo (task=nonblind in its metadata)",
+        ),
     )
 }
 DEFAULT_NAME = "lmfn-synthblur-v2"
