@@ -1,5 +1,7 @@
 """Build hook: put the default weights from weights/ into the wheel, as lmfn_cli/bundled/FILE.
 
+Two files: the blind network's default and the kernel method's non-blind stage.
+
 The file stays in the repository's weights/ (one copy in git); building copies it into the
 build's package folder, so `pip install .` gives an lmfn that deblurs with no network. Editable
 installs skip the copy: lmfn_cli.weights.bundled_path() finds the file in weights/ itself.
@@ -11,7 +13,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_WEIGHTS = "lmfn-synthblur-v2.safetensors"  # lmfn_cli.weights.REGISTRY's default entry
+# lmfn_cli.weights.REGISTRY's default entry and kernel_method.NONBLIND_NAME's
+BUNDLED_WEIGHTS = ("lmfn-synthblur-v2.safetensors", "lmfn-nonblind-v1.safetensors")
 
 
 class BuildPyWithWeights(build_py):
@@ -19,17 +22,18 @@ class BuildPyWithWeights(build_py):
         super().run()
         if getattr(self, "editable_mode", False):
             return
-        source = ROOT / "weights" / DEFAULT_WEIGHTS
-        if not source.is_file():
-            raise SystemExit(f"error: {source} is missing; the wheel must carry the default weights")
-        target = Path(self.build_lib) / "lmfn_cli" / "bundled" / DEFAULT_WEIGHTS
-        self.mkpath(str(target.parent))
-        self.copy_file(str(source), str(target))
+        for name in BUNDLED_WEIGHTS:
+            source = ROOT / "weights" / name
+            if not source.is_file():
+                raise SystemExit(f"error: {source} is missing; the wheel must carry the default weights")
+            target = Path(self.build_lib) / "lmfn_cli" / "bundled" / name
+            self.mkpath(str(target.parent))
+            self.copy_file(str(source), str(target))
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
         outputs = super().get_outputs(include_bytecode)
         if not getattr(self, "editable_mode", False):
-            outputs.append(str(Path(self.build_lib) / "lmfn_cli" / "bundled" / DEFAULT_WEIGHTS))
+            outputs += [str(Path(self.build_lib) / "lmfn_cli" / "bundled" / name) for name in BUNDLED_WEIGHTS]
         return outputs
 
 

@@ -68,10 +68,16 @@ def test_registry_entries_match_the_files_in_weights(name):
     assert W.url_for(entry, "https://example.org/x") == "https://example.org/x/" + entry.filename
 
 
-def test_the_default_is_in_the_registry_and_in_setup_py():
-    assert W.DEFAULT_NAME in W.REGISTRY
-    assert f'DEFAULT_WEIGHTS = "{W.REGISTRY[W.DEFAULT_NAME].filename}"' in (ROOT / "setup.py").read_text()
-    assert f"include weights/{W.REGISTRY[W.DEFAULT_NAME].filename}" in (ROOT / "MANIFEST.in").read_text()
+def test_the_defaults_are_in_the_registry_and_in_setup_py():
+    from lmfn_cli.kernel_method import NONBLIND_NAME
+
+    setup_py, manifest = (ROOT / "setup.py").read_text(), (ROOT / "MANIFEST.in").read_text()
+    bundled = setup_py.split("BUNDLED_WEIGHTS = (", 1)[1].split(")", 1)[0]
+    for name in (W.DEFAULT_NAME, NONBLIND_NAME):  # the blind default and the kernel method's stage
+        assert name in W.REGISTRY
+        assert f'"{W.REGISTRY[name].filename}"' in bundled
+        assert f"include weights/{W.REGISTRY[name].filename}" in manifest
+        W.check_file(W.REGISTRY[name], ROOT / "weights" / W.REGISTRY[name].filename)
 
 
 def test_unknown_name_lists_the_known_ones():

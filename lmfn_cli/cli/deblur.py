@@ -15,7 +15,7 @@ from ..images import DEFAULT_MAX_PIXELS, FORMATS
 from ..uris import location
 from ..video import VIDEO_FORMATS, is_video
 from . import main
-from .options import (EXIT_FAILED, FolderType, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
+from .options import (EXIT_FAILED, EXIT_NO_WEIGHTS, FolderType, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
                       html_max_images_option, kernel_options, model_run_options, protocol_options, report_option, stderr)
 
 
@@ -57,6 +57,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
            codec: str | None, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
            tile: int | None, overlap: int, threads: int | None, method: str, kernel, kernel_size: int, save_kernel: bool,
+           deconvolution: str, nonblind_weights: str,
            max_pixels: int, gt_dir: Path | None, pair_by: str,
            ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None,
            html_path: Path | None, html_max_images: int, engine: str, ray_address: str | None, workers: int,
@@ -82,7 +83,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
     and deconvolves by it; a photo that looks sharp is left unchanged, and one no single kernel
     fits goes to the network. --method auto uses the kernel only where its estimate is confident.
     --kernel FILE deblurs by a kernel you have; --save-kernel writes NAME.kernel.png beside
-    each output. Videos always take the network.
+    each output. --deconvolution says how a kernel is undone (network: a Wiener filter cleaned
+    up by the non-blind LMFN of --nonblind-weights). Videos always take the network.
 
     Weights: --weights FILE, else -m NAME from the cache (downloaded if missing), else the
     default weights bundled with lmfn; -v says which were used.
@@ -101,7 +103,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
       lmfn deblur clip.mp4 -o sharp/ --crf 16
       lmfn deblur shaky/ -o sharp/ --html sharp/report.html
       lmfn deblur shaken.jpg -o sharp/ --method kernel --save-kernel
-      lmfn deblur shaken.jpg -o sharp/ --kernel shaken.kernel.png
+      lmfn deblur shaken.jpg -o sharp/ --kernel shaken.kernel.png --deconvolution tv
       lmfn deblur /nfs/scans/ -o /nfs/sharp/ --engine ray --ray-address auto --workers 8 --gpus-per-worker 1
     """
     from ..batch import BatchOptions, Settings
@@ -143,7 +145,10 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         raise click.UsageError("--save-kernel writes beside outputs in a folder, not -o -")
     protocol = Protocol("pairs", ssim_variant or "gaussian", y_channel, crop_border)
     kernel_opts = KernelOptions(method="kernel" if kernel is not None else method, kernel=kernel,
+                                deconvolution=deconvolution, nonblind=nonblind_weights,
                                 estimation=EstimationSettings(kernel_size=kernel_size))
+    if kernel_opts.method != "blind" and deconvolution == "network":
+        _check_nonblind(nonblind_weights)
     settings = Settings(tile=tile, overlap=overlap, precision=precision, quality=quality, strip_metadata=strip_metadata,
                         overwrite=overwrite, skip_existing=skip_existing, max_pixels=max_pixels or None,
                         protocol=protocol, video=VideoSettings(crf=crf, codec=codec), kernel=kernel_opts,
@@ -176,6 +181,17 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
 
 class _Terminated(KeyboardInterrupt):
     pass
+
+
+def _check_nonblind(weights: str) -> None:
+    """--deconvolution network: its weights checked (and fetched) before any image runs."""
+    from ..errors import WeightsError
+    from ..kernel_method import load_nonblind
+
+    try:
+        load_nonblind(weights)
+    except WeightsError as exc:
+        raise fail(str(exc), EXIT_NO_WEIGHTS) from None
 
 
 def _raise_terminated(signum, frame):

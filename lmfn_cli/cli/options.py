@@ -208,7 +208,15 @@ def _odd_kernel_size(ctx: click.Context, param: click.Parameter, value: int) -> 
 
 
 def kernel_options(f):
-    """--method, --kernel, --kernel-size, --save-kernel: deblurring by a blur kernel (deblur)."""
+    """--method, --kernel, --kernel-size, --save-kernel, --deconvolution, --nonblind-weights:
+    deblurring by a blur kernel (deblur)."""
+    f = click.option("--nonblind-weights", default="lmfn-nonblind-v1", show_default=True, metavar="NAME|FILE",
+                     help="--deconvolution network's weights: a registry name or a file exported from a "
+                          "task = \"nonblind\" run.")(f)
+    f = click.option("--deconvolution", type=click.Choice(["network", "tv", "wiener"]), default="network",
+                     show_default=True,
+                     help="How a kernel is undone: network (a Wiener filter, then LMFN trained to clean it up), "
+                          "tv (total variation) or wiener.")(f)
     f = click.option("--save-kernel", is_flag=True,
                      help="Write each image's kernel beside its output as NAME.kernel.png (16-bit, peak white).")(f)
     f = click.option("--kernel-size", type=click.IntRange(7, 101), default=31, show_default=True,
