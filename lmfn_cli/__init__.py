@@ -23,7 +23,8 @@ from .images import Picture, read_picture, write_picture  # noqa: E402
 from .inference import deblur, resolve_device, restore  # noqa: E402
 from .kernel_estimation import EstimationSettings, KernelEstimate, estimate_kernel  # noqa: E402
 from .kernel_files import read_kernel, write_kernel  # noqa: E402
-from .kernel_method import KernelOptions, deblur_by_kernel, restore_with_method  # noqa: E402
+from .kernel_method import (KernelOptions, NonblindStage, deblur_by_kernel, deconvolve_with_network,  # noqa: E402
+                            load_nonblind, restore_with_method)
 from .model import LMFN, VARIANTS, LMFNConfig, build_model, count_parameters  # noqa: E402
 from .weights import REGISTRY, load_model, read_weights, resolve_weights, save_weights  # noqa: E402
 
@@ -60,5 +61,8 @@ __all__ = [
     "write_kernel",
     "deblur_by_kernel",
     "KernelOptions",
+    "NonblindStage",
+    "load_nonblind",
+    "deconvolve_with_network",
     "restore_with_method",
 ]

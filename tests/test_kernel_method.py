@@ -223,9 +223,9 @@ def test_sharp_photo_falls_back_to_the_blind_network(tiny_model):
 def test_given_kernel_is_used_and_small_images_go_blind(tiny_model):
     img = (shapes(48, 48) * 255).astype(np.uint8)
     k = line_kernel(5, 0.0, 7)
-    done = restore_with_method(tiny_model, img, KernelOptions(kernel=k))
+    options = KernelOptions(kernel=k, deconvolution="tv")
+    done = restore_with_method(tiny_model, img, options)
     assert done.method == "kernel" and done.kernel is not None and done.estimate is None
-    options = KernelOptions()
     np.testing.assert_array_equal(done.restored.pixels,
                                   deblur_by_kernel(img, k, prior=options.prior, method=options.deconvolution))
     tiny = (shapes(24, 24) * 255).astype(np.uint8)
