@@ -37,7 +37,7 @@ from torch import nn
 
 from .model import ESA, LMFN, MSHF, RFDB, ResBlock, pad_to_multiple
 
-__all__ = ["FusedLMFN", "fused_ops_available"]
+__all__ = ["FusedLMFN", "fused_bf16_available", "fused_ops_available"]
 
 _CL = torch.channels_last
 STRIP_ROWS = 8  # rows of the stem's output per strip: 8 measured faster than 4, 16, 32 and whole
@@ -46,6 +46,16 @@ STRIP_ROWS = 8  # rows of the stem's output per strip: 8 measured faster than 4,
 def fused_ops_available() -> bool:
     """Whether this torch build has oneDNN's fused convolution ops (x86 and ARM CPU wheels do)."""
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def fused_bf16_available() -> bool:
+    """Whether oneDNN's fused ops run in bf16 on this CPU (x86 needs AVX512 BW/VL/DQ or
+    AVX-NE-CONVERT; without them torch raises "bf16 path needs the cpu support ..."), per torch's
+    own check. Where they do not, the bf16 graph runs on plain torch ops."""
+    try:
+        return fused_ops_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -462,6 +472,7 @@ class FusedLMFN(nn.Module):
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"LMFN expects a (B,3,H,W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        fused = (x.device.type == "cpu" and not torch.jit.is_tracing() and fused_ops_available())
+        fused = (x.device.type == "cpu" and not torch.jit.is_tracing() and fused_ops_available()
+                 and (self.dtype == torch.float32 or fused_bf16_available()))
         inp = pad_to_multiple(x.float(), self.multiple, self.min_size)
         return self.core(inp, fused)[..., :h, :w]

@@ -223,6 +223,21 @@ def test_bf16_twin_on_plain_ops(name):
     assert_within_a_level(got, want)
 
 
+def test_bf16_twin_uses_plain_ops_where_onednn_has_no_bf16(monkeypatch):
+    """On CPUs without AVX512 BW/VL/DQ (this AMD EPYC) oneDNN's bf16 convolution raises; the
+    twin must then take plain ops, and give what the plain-ops graph gives."""
+    import lmfn_cli.fused as fused_mod
+
+    model = trained_like(VARIANTS["default"], seed=11)
+    x = photo(48, 64)
+    twin = FusedLMFN.from_model(model, torch.bfloat16)
+    monkeypatch.setattr(fused_mod, "fused_bf16_available", lambda: False)
+    with torch.inference_mode():
+        got = twin(x)
+        want = twin.core(model.pad(x), fused=False)[..., :48, :64]
+    assert torch.equal(got, want)
+
+
 def test_only_fp32_and_bf16():
     with pytest.raises(ValueError, match="float32 or bfloat16"):
         FusedLMFN.from_model(trained_like(TINY), torch.float16)

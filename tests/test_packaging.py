@@ -18,7 +18,9 @@ NO_INDEX = ("No matching distribution", "Could not find a version", "NewConnecti
 
 
 def test_the_wheel_contains_the_default_weights(tmp_path):
-    entry = REGISTRY[DEFAULT_NAME]
+    from lmfn_cli.kernel_method import NONBLIND_NAME
+
+    entries = [REGISTRY[DEFAULT_NAME], REGISTRY[NONBLIND_NAME]]  # the blind default and the kernel method's stage
     # A copy of the files a clean clone has, so the build leaves nothing in the repository.
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "build")
@@ -26,7 +28,8 @@ def test_the_wheel_contains_the_default_weights(tmp_path):
     for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, src / name)
     (src / "weights").mkdir()
-    shutil.copy2(ROOT / "weights" / entry.filename, src / "weights" / entry.filename)
+    for entry in entries:
+        shutil.copy2(ROOT / "weights" / entry.filename, src / "weights" / entry.filename)
     shutil.rmtree(src / "lmfn_cli" / BUNDLED_DIR, ignore_errors=True)
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
                           capture_output=True, text=True, timeout=600)
@@ -35,7 +38,8 @@ def test_the_wheel_contains_the_default_weights(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,) = (tmp_path / "dist").glob("lmfn-*.whl")
     with zipfile.ZipFile(wheel) as zf:
-        data = zf.read(f"lmfn_cli/{BUNDLED_DIR}/{entry.filename}")
         record = zf.read(next(n for n in zf.namelist() if n.endswith(".dist-info/RECORD"))).decode()
-    assert len(data) == entry.size and sha256(data).hexdigest() == entry.sha256
-    assert f"lmfn_cli/{BUNDLED_DIR}/{entry.filename}" in record
+        for entry in entries:
+            data = zf.read(f"lmfn_cli/{BUNDLED_DIR}/{entry.filename}")
+            assert len(data) == entry.size and sha256(data).hexdigest() == entry.sha256
+            assert f"lmfn_cli/{BUNDLED_DIR}/{entry.filename}" in record
