@@ -21,8 +21,9 @@ headless Chromium (Playwright; ``--chromium`` or ``chromium`` on PATH) as ``-o``
 the same crop at 100% (no scaling) from the blurry photo and from each model, side by side: for
 looking at ringing, halos, colour shifts and noise, never for scoring. These photos are not ours
 to publish: the output belongs in ``scratch/`` (ignored by git), not in the repository.
-``--kernel`` adds a column by ``lmfn deblur --method kernel`` (its kernel, 4x, in the corner) and
-prints each photo's kernel extent, agreement and the method each of kernel and auto chose.
+``--kernel [network] [tv] [wiener]`` adds a column by ``lmfn deblur --method kernel`` per
+deconvolution named (network when none is; its kernel, 4x, in the corner) and prints each photo's
+kernel extent, agreement and the method each of kernel and auto chose.
 """
 
 from __future__ import annotations
@@ -102,12 +103,12 @@ def real_photos(shared: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
 
 
-def kernel_tile(blurry: np.ndarray, model, crop: tuple[int, int], path: Path) -> np.ndarray:
-    """The centre crop of ``--method kernel``'s result, labelled with what it did, its kernel
-    (magnified 4x) pasted in the corner; prints one line per photo."""
+def kernel_tile(blurry: np.ndarray, model, crop: tuple[int, int], path: Path, deconvolution: str = "network") -> np.ndarray:
+    """The centre crop of ``--method kernel --deconvolution D``'s result, labelled with what it
+    did, its kernel (magnified 4x) pasted in the corner; prints one line per photo."""
     from lmfn_cli.kernel_method import KernelOptions, decide, restore_with_method
 
-    done = restore_with_method(model, blurry, KernelOptions(method="kernel"))
+    done = restore_with_method(model, blurry, KernelOptions(method="kernel", deconvolution=deconvolution))
     tile = centre_crop(done.restored.pixels, *crop).copy()
     est = done.estimate
     auto = decide(est, "auto")[0] if est is not None else "blind"
@@ -119,14 +120,15 @@ def kernel_tile(blurry: np.ndarray, model, crop: tuple[int, int], path: Path) ->
     agreement = "-" if est is None or est.agreement is None else f"{est.agreement:.2f}"
     extent = "-" if est is None else f"{est.extent:.1f}"
     print(f"{path.parent.name}/{path.name}: kernel extent {extent} px, agreement {agreement}; "
-          f"--method kernel used {done.method}, auto would use {auto}", flush=True)
-    return label(tile, f"--method kernel: {done.method} (extent {extent}, agree {agreement})")
+          f"--method kernel --deconvolution {deconvolution} used {done.method}, auto would use {auto}", flush=True)
+    return label(tile, f"kernel {deconvolution}: {done.method} (extent {extent}, agree {agreement})")
 
 
 def real_figures(weights: list[Path], out: Path, shared: Path, crop: tuple[int, int],
-                 only: list[str] | None = None, kernel: bool = False) -> int:
+                 only: list[str] | None = None, kernel: tuple[str, ...] = ()) -> int:
     """Write one side-by-side crop PNG per real blurry photo under ``out`` (with ``kernel``, a
-    last column by ``--method kernel`` with the first weights as its fallback); return how many."""
+    column by ``--method kernel`` per deconvolution named, the first weights as its fallback);
+    return how many."""
     models = [load_model(w, device="cpu") for w in weights]
     out.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -138,8 +140,8 @@ def real_figures(weights: list[Path], out: Path, shared: Path, crop: tuple[int, 
         tiles = [label(centre_crop(blurry, *crop), f"blurry  {path.parent.name}/{path.name}")]
         for w, m in zip(weights, models):
             tiles.append(label(centre_crop(deblur(m, blurry), *crop), weights_name(w)))
-        if kernel:
-            tiles.append(kernel_tile(blurry, models[0], crop, path))
+        for deconvolution in kernel:
+            tiles.append(kernel_tile(blurry, models[0], crop, path, deconvolution))
         name = f"{path.parent.name}--{path.stem}.png"
         Image.fromarray(np.concatenate(tiles, axis=1)).save(out / name)
         n += 1
@@ -191,7 +193,8 @@ def main() -> int:
     ap.add_argument("--crop", default="400x300", help="real: crop WxH at 100%% (default 400x300)")
     ap.add_argument("--only", action="append", help="real: only photos whose path contains this text (repeatable)")
     ap.add_argument("--threads", type=int, help="torch CPU threads")
-    ap.add_argument("--kernel", action="store_true", help="real: add a column by lmfn deblur --method kernel")
+    ap.add_argument("--kernel", nargs="*", choices=["network", "tv", "wiener"], default=None, metavar="DECONVOLUTION",
+                    help="real: add a column by lmfn deblur --method kernel per deconvolution (none named: network)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -213,7 +216,8 @@ def main() -> int:
         print(f"{html} ({html.stat().st_size / 1024:.0f} KiB) -> {args.out}")
     else:
         w, h = (int(v) for v in args.crop.lower().split("x"))
-        n = real_figures(args.weights, args.out, args.shared, (w, h), args.only, args.kernel)
+        kernel = () if args.kernel is None else tuple(args.kernel) or ("network",)
+        n = real_figures(args.weights, args.out, args.shared, (w, h), args.only, kernel)
         print(f"{n} photos -> {args.out}")
     print(f"{time.monotonic() - t:.0f} s", file=sys.stderr)
     return 0
