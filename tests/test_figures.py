@@ -44,3 +44,16 @@ def test_real_figures_crop_at_full_size(tmp_path, tiny_weights):
     assert small.shape == (50, 70 * 2, 3)      # smaller than the crop: the whole photo, not scaled
     assert big.shape == (100, 200 * 2, 3)      # crop at 100%
     assert figures.real_figures([tiny_weights], tmp_path / "o2", shared, (200, 100), only=["b/"]) == 1
+
+
+def test_real_figures_add_one_kernel_column_per_deconvolution(tmp_path, tiny_weights, capsys):
+    rng = np.random.default_rng(1)
+    shared = tmp_path / "shared"
+    p = shared / "data" / "real-blurry" / "b" / "y.png"
+    p.parent.mkdir(parents=True)
+    write_image(p, rng.integers(0, 256, (300, 500, 3), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert figures.real_figures([tiny_weights], out, shared, (200, 100), kernel=("tv", "wiener")) == 1
+    assert np.asarray(Image.open(out / "b--y.png")).shape == (100, 200 * 4, 3)  # blurry, network, tv, wiener
+    said = capsys.readouterr().out
+    assert "--deconvolution tv used" in said and "--deconvolution wiener used" in said
