@@ -143,7 +143,7 @@ def run_row(name: str, pairs, model, variants: list[KernelOptions], *, identity:
         start = time.perf_counter()
         est = estimate_kernel(blurry.astype(np.float64) / 255, variants[0].estimation)
         estimation_s = time.perf_counter() - start
-        choices = {method: decide(est, method)[0] for method in ("kernel", "auto")}
+        choices = {method: decide(est, method, variants[0].fallback)[0] for method in ("kernel", "auto")}
         for method, choice in choices.items():
             used[method] += choice == "kernel"
             unchanged[method] += choice == "input"
@@ -175,7 +175,7 @@ def run_row(name: str, pairs, model, variants: list[KernelOptions], *, identity:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| row | deconvolution | images | blurry | blind | estimate unless sharp | --method kernel | --method auto | true kernel | kernel used by kernel / auto | left unchanged | "
+    lines = ["| row | deconvolution | images | blurry | blind | estimate unless sharp | --method kernel | --method auto | true kernel | kernel used by kernel / auto | left unchanged by kernel / auto | "
              "error ratio <= 3 | median ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = r["blurry"]
@@ -185,7 +185,7 @@ def table(rows: list[dict]) -> str:
         cells = [f"{r[m]:.2f} ({r[m] - b:+.2f})" if r["name"] != "identity" else f"{r[m]:.2f}"
                  for m in ("blind", "estimate", "kernel", "auto", "true kernel")]
         lines.append(f"| {r['name']} | {r['deconvolution']} | {r['images']} | {b:.2f} | {' | '.join(cells)} | "
-                     f"{r['used']['kernel']} / {r['used']['auto']} | {r['unchanged']['kernel']} | {share} | {median} |")
+                     f"{r['used']['kernel']} / {r['used']['auto']} | {r['unchanged']['kernel']} / {r['unchanged']['auto']} | {share} | {median} |")
     return "\n".join(lines)
 
 
@@ -219,6 +219,8 @@ def main() -> None:
     ap.add_argument("--nonblind-weights", default=None, help="--deconvolution network's weights (default: KernelOptions')")
     ap.add_argument("--prior", type=float, default=None, help="default: KernelOptions'")
     ap.add_argument("--min-extent", type=float, default=None, help="default: EstimationSettings'")
+    ap.add_argument("--fallback", choices=["input", "blind"], default=None,
+                    help="what --method kernel|auto return where they use no kernel (default: KernelOptions')")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not (SHARED / "data" / "eval-sharp").is_dir():
@@ -227,11 +229,12 @@ def main() -> None:
     base = KernelOptions(method="kernel")
     estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}))
     variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
-                              nonblind=args.nonblind_weights or base.nonblind)
+                              nonblind=args.nonblind_weights or base.nonblind, fallback=args.fallback or base.fallback)
                 for d in (args.deconvolution or [base.deconvolution])]
     options = variants[0]
     print(f"settings: deconvolution {', '.join(v.deconvolution for v in variants)}, prior {options.prior:g} (tv, wiener), "
-          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, photos: {args.photo_set}")
+          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, "
+          f"fallback {options.fallback}, photos: {args.photo_set}")
     if args.photo_set == "val":
         photos = [ys._photo_u8(SHARED / "data" / "eval-sharp" / p) for p in val.PHOTOS[:args.photos]]
     else:
@@ -250,7 +253,7 @@ def main() -> None:
         seen: Counter = Counter()
         for path in files:
             est = estimate_kernel(ys._photo_u8(path) / 255.0, options.estimation)
-            kernel, auto = decide(est, "kernel")[0], decide(est, "auto")[0]
+            kernel, auto = decide(est, "kernel", options.fallback)[0], decide(est, "auto", options.fallback)[0]
             seen[f"kernel: {kernel}"] += 1
             seen[f"auto: {auto}"] += 1
             print(f"{path.name}: extent {est.extent:.2f} px, agreement {est.agreement}; kernel -> {kernel}, auto -> {auto}")
@@ -282,8 +285,8 @@ def main() -> None:
     print("\nPSNR dB (gain over blurry), 8-bit RGB, best integer shift within +-3 px (identity: none, capped at "
           "100 dB), 16 px borders left out. estimate unless sharp: deconvolved by the estimated kernel, checked on two "
           "regions or not, unless it looked sharp. kernel used: images where each method deconvolved by the estimated kernel; "
-          "left unchanged: images that looked sharp (kernel extent < 2.5 px), returned as they were by both methods; "
-          "the others ran the blind network. Error ratio: deconvolution by the estimated over the true kernel, "
+          "left unchanged: images each method returned as they were (they looked sharp, kernel extent < 2.5 px, or fell back to the input); "
+          "the others got the fallback (input: unchanged; blind: the network). Error ratio: deconvolution by the estimated over the true kernel, "
           "every image.")
 
 

@@ -4,17 +4,24 @@
 (``kernel=``) or estimated from the photo (`kernel_estimation.estimate_kernel`), and the photo is
 deconvolved by it per colour channel in the photo's own sRGB values. Where the estimate is not
 usable (a sharp photo, or the two regions it is checked on disagree: moving subjects, depth, too
-few edges), the blind network runs instead. The methods:
+few edges), the photo is not deconvolved. The methods:
 
 - ``blind``: the network alone (`inference.restore`); no estimation.
 - ``kernel``: the estimated kernel, unless the photo looks sharp (kernel extent under
   `EstimationSettings.min_extent`, 2.5 px: the photo is returned unchanged, method ``none``) or
   the kernels of two regions of the photo differ (agreement under `KERNEL_MIN_AGREEMENT`, 0.75)
   or could not be compared (a photo under 2 x 8 x the kernel size on its long side: 496 px for
-  31 px): then the blind network.
+  31 px): then the fallback.
 - ``auto``: the same, but the kernel only when the estimate is confident
   (`KernelEstimate.usable`: agreement >= `EstimationSettings.min_agreement`, 0.9), else the
-  blind network.
+  fallback.
+
+The fallback (`KernelOptions.fallback`) is ``input`` (the default: the photo unchanged, method
+``none``) or ``blind`` (the blind network). The input is the default because the blind network
+does harm where there is little or no blur to remove (the shipped default darkens sharp photos:
+30.5 dB on the validation photos' sharp crops, and -2.3 dB on 3 px lines blurred in sRGB values),
+and the kernel method is asked for to do no harm where it cannot deblur (issue 29: identity >= 45
+dB, no loss at 3 px).
 
 The deconvolution (`KernelOptions.deconvolution`) is one of:
 
@@ -48,13 +55,16 @@ from .kernel_estimation import EstimationSettings, KernelEstimate, estimate_kern
 from .model import LMFN
 from .weights import REGISTRY, load_model, read_weights, resolve_weights
 
-__all__ = ["DECONVOLUTIONS", "KERNEL_MIN_AGREEMENT", "METHODS", "NONBLIND_NAME", "TV_PRIOR", "KernelOptions",
+__all__ = ["DECONVOLUTIONS", "FALLBACKS", "KERNEL_MIN_AGREEMENT", "METHODS", "NONBLIND_NAME", "TV_PRIOR", "KernelOptions",
            "KernelRestored", "NonblindStage", "deblur_by_kernel", "decide", "deconvolve_with_network", "load_nonblind",
            "restore_with_method"]
 
 log = logging.getLogger(__name__)
 
 METHODS = ("blind", "kernel", "auto")
+FALLBACKS = ("input", "blind")
+"""What ``--method kernel|auto`` returns where it does not use a kernel: the photo unchanged, or
+the blind network's result."""
 DECONVOLUTIONS = ("network", "tv", "wiener")
 NONBLIND_NAME = "lmfn-nonblind-v1"
 """The registry name of the default non-blind stage (``--deconvolution network``)."""
@@ -74,7 +84,8 @@ class KernelOptions:
     float, from `kernel_files.read_kernel`; implies the kernel method), the ``deconvolution``
     (network, tv or wiener), the ``prior`` weight of tv and wiener (the network's Wiener filter
     uses the weight it was trained with), the ``nonblind`` stage's weights (a registry name or a
-    file) and how kernels are estimated."""
+    file), how kernels are estimated, and the ``fallback`` where no kernel is used (input or
+    blind; `FALLBACKS`)."""
 
     method: str = "blind"
     kernel: np.ndarray | None = field(default=None, compare=False)
@@ -82,6 +93,7 @@ class KernelOptions:
     deconvolution: str = "network"
     nonblind: str = NONBLIND_NAME
     estimation: EstimationSettings = EstimationSettings()
+    fallback: str = "input"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -90,6 +102,8 @@ class KernelOptions:
             raise ValueError(f"the deconvolution prior must be > 0, not {self.prior}")
         if self.deconvolution not in DECONVOLUTIONS:
             raise ValueError(f"deconvolution must be one of {', '.join(DECONVOLUTIONS)}, not {self.deconvolution!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, not {self.fallback!r}")
 
 
 @dataclass(frozen=True)
@@ -188,24 +202,30 @@ def deblur_by_kernel(image: np.ndarray, kernel: np.ndarray, *, prior: float = DE
     return out[..., 0] if flat else out
 
 
-def decide(estimate: KernelEstimate, method: str) -> tuple[str, str]:
+def _fallback_said(fallback: str) -> str:
+    return "blind network" if fallback == "blind" else "left unchanged"
+
+
+def decide(estimate: KernelEstimate, method: str, fallback: str = "input") -> tuple[str, str]:
     """What ``method`` (kernel or auto) does with ``estimate``: ``"kernel"`` (deconvolve by it),
-    ``"input"`` (the photo looks sharp: leave it unchanged) or ``"blind"`` (the network), and
-    why (one line)."""
+    ``"input"`` (the photo looks sharp, or no kernel is usable and ``fallback`` is input: leave
+    it unchanged) or ``"blind"`` (no kernel is usable and ``fallback`` is blind: the network),
+    and why (one line)."""
     agreement = "unchecked" if estimate.agreement is None else f"{estimate.agreement:.2f}"
     said = f"kernel extent {estimate.extent:.1f} px, agreement of two regions {agreement}"
     if estimate.extent < estimate.min_extent:
         return "input", f"looks sharp ({said}): left unchanged"
+    otherwise = _fallback_said(fallback)
     if method == "kernel":
         if estimate.agreement is None:
             # measured on 256 px crops (one region, no check): a spurious kernel on 10 of 16 sharp
             # crops, and a loss on every blurred row; so no unchecked kernel is used
-            return "blind", f"too small to check the kernel on two regions ({said}): blind network"
+            return fallback, f"too small to check the kernel on two regions ({said}): {otherwise}"
         if estimate.agreement < KERNEL_MIN_AGREEMENT:
-            return "blind", f"no kernel fits the whole photo ({said}): blind network"
+            return fallback, f"no kernel fits the whole photo ({said}): {otherwise}"
         return "kernel", f"estimated kernel ({said})"
     if not estimate.usable:
-        return "blind", f"kernel not confident ({said}): blind network"
+        return fallback, f"kernel not confident ({said}): {otherwise}"
     return "kernel", f"estimated kernel ({said})"
 
 
@@ -219,6 +239,9 @@ def restore_with_method(model: LMFN, image: np.ndarray, options: KernelOptions, 
     def blind(why: str, kernel: np.ndarray | None = None, estimate: KernelEstimate | None = None) -> KernelRestored:
         done = restore(model, image, tile=tile, overlap=overlap, precision=precision, on_tile=on_tile)
         return KernelRestored(done, "blind", kernel, estimate, why)
+
+    def unchanged(why: str, kernel: np.ndarray | None = None, estimate: KernelEstimate | None = None) -> KernelRestored:
+        return KernelRestored(Restored(np.array(image, copy=True), 0, "cpu", "none"), "none", kernel, estimate, why)
 
     def by_kernel(kernel: np.ndarray) -> Restored:
         if options.deconvolution == "network":
@@ -237,13 +260,14 @@ def restore_with_method(model: LMFN, image: np.ndarray, options: KernelOptions, 
         return blind("blind network")
     settings = options.estimation
     if min(np.shape(image)[:2]) < 2 * settings.kernel_size:
-        return blind(f"too small for a {settings.kernel_size} px kernel estimate: blind network")
+        why = f"too small for a {settings.kernel_size} px kernel estimate: {_fallback_said(options.fallback)}"
+        return blind(why) if options.fallback == "blind" else unchanged(why)
     colour, _ = _float_colour(np.asarray(image)[..., None] if np.ndim(image) == 2 else np.asarray(image))
     estimate = estimate_kernel(colour, settings, on_progress=on_estimate)
-    choice, why = decide(estimate, options.method)
+    choice, why = decide(estimate, options.method, options.fallback)
     log.info("%s", why)
     if choice == "input":
-        return KernelRestored(Restored(np.array(image, copy=True), 0, "cpu", "none"), "none", estimate.kernel, estimate, why)
+        return unchanged(why, estimate.kernel, estimate)
     if choice == "blind":
         return blind(why, estimate.kernel, estimate)
     return KernelRestored(by_kernel(estimate.kernel), "kernel", estimate.kernel, estimate, why)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -209,15 +210,15 @@ def test_estimation_reports_progress_and_refuses_tiny_images():
 
 # ---- the method's choice -----------------------------------------------------------------------
 
-def test_sharp_photo_falls_back_to_the_blind_network(tiny_model):
+def test_sharp_photo_is_left_unchanged_or_falls_back(tiny_model):
     img = (shapes(96, 96, seed=5) * 255).astype(np.uint8)
     options = KernelOptions(method="kernel", estimation=EstimationSettings(kernel_size=9, region=48))
     done = restore_with_method(tiny_model, img, options)
-    assert done.method in ("none", "blind")  # left unchanged (looks sharp), or the network (no kernel fits)
-    if done.method == "none":
-        assert "left unchanged" in done.why
-        np.testing.assert_array_equal(done.restored.pixels, img)
-    assert done.restored.pixels.shape == img.shape
+    assert done.method == "none" and "left unchanged" in done.why  # looks sharp, or no kernel fits: the input
+    np.testing.assert_array_equal(done.restored.pixels, img)
+    blind = restore_with_method(tiny_model, img, replace(options, fallback="blind"))
+    assert blind.method in ("none", "blind")  # left unchanged (looks sharp), or the network (no kernel fits)
+    assert blind.restored.pixels.shape == img.shape
 
 
 def test_given_kernel_is_used_and_small_images_go_blind(tiny_model):
@@ -230,7 +231,10 @@ def test_given_kernel_is_used_and_small_images_go_blind(tiny_model):
                                   deblur_by_kernel(img, k, prior=options.prior, method=options.deconvolution))
     tiny = (shapes(24, 24) * 255).astype(np.uint8)
     done = restore_with_method(tiny_model, tiny, KernelOptions(method="auto"))
-    assert done.method == "blind" and "too small" in done.why
+    assert done.method == "none" and "too small" in done.why and "left unchanged" in done.why
+    np.testing.assert_array_equal(done.restored.pixels, tiny)
+    done = restore_with_method(tiny_model, tiny, KernelOptions(method="auto", fallback="blind"))
+    assert done.method == "blind" and "too small" in done.why and "blind network" in done.why
 
 
 def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
@@ -242,8 +246,11 @@ def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
     img = (shapes(64, 64) * 255).astype(np.uint8)
     assert restore_with_method(tiny_model, img, KernelOptions(method="kernel")).method == "kernel"
-    auto = restore_with_method(tiny_model, img, KernelOptions(method="auto"))
+    auto = restore_with_method(tiny_model, img, KernelOptions(method="auto", fallback="blind"))
     assert auto.method == "blind" and "not confident" in auto.why
+    auto = restore_with_method(tiny_model, img, KernelOptions(method="auto"))
+    assert auto.method == "none" and "not confident" in auto.why and auto.kernel is not None
+    np.testing.assert_array_equal(auto.restored.pixels, img)
     fake = KernelEstimate(k, (0, 0, 48), agreement=0.95, extent=kernel_extent(k))
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
     assert restore_with_method(tiny_model, img, KernelOptions(method="auto")).method == "kernel"
@@ -251,11 +258,15 @@ def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
     assert not unchecked.usable  # a photo too small for two regions: auto cannot confirm it
     from lmfn_cli.kernel_method import decide
 
-    assert decide(unchecked, "kernel")[0] == "blind" and "too small to check" in decide(unchecked, "kernel")[1]
+    assert decide(unchecked, "kernel", "blind")[0] == "blind"
+    assert "too small to check" in decide(unchecked, "kernel", "blind")[1]
+    assert decide(unchecked, "kernel") == ("input", decide(unchecked, "kernel")[1])  # the default fallback
     fake = KernelEstimate(k, (0, 0, 48), agreement=0.5, extent=kernel_extent(k))
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
-    done = restore_with_method(tiny_model, img, KernelOptions(method="kernel"))
+    done = restore_with_method(tiny_model, img, KernelOptions(method="kernel", fallback="blind"))
     assert done.method == "blind" and "no kernel fits" in done.why
+    done = restore_with_method(tiny_model, img, KernelOptions(method="kernel"))
+    assert done.method == "none" and "no kernel fits" in done.why and "left unchanged" in done.why
 
 
 def test_options_are_checked():
@@ -263,6 +274,8 @@ def test_options_are_checked():
         KernelOptions(method="magic")
     with pytest.raises(ValueError, match="prior"):
         KernelOptions(prior=0)
+    with pytest.raises(ValueError, match="fallback"):
+        KernelOptions(fallback="guess")
 
 
 # ---- the command line --------------------------------------------------------------------------
@@ -283,7 +296,7 @@ def test_cli_kernel_method_saves_kernels_and_records_them(runner, tmp_path, tiny
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.splitlines()[0])
     # the kernel is saved whichever method ran (a fallback shows what was estimated)
-    assert record["method"] in ("kernel", "blind") and record["kernel"] == str(out / "shaken.kernel.png")
+    assert record["method"] in ("kernel", "none") and record["kernel"] == str(out / "shaken.kernel.png")
     assert record["kernel_size"] == 15 and record["kernel_extent"] > 2 and record["method_why"]
     assert read_kernel(out / "shaken.kernel.png").shape == (15, 15)
     assert read_image(out / "shaken.png").shape == (128, 128, 3)
@@ -315,3 +328,19 @@ def test_cli_kernel_options_are_checked(runner, tmp_path, tiny_weights, photos):
     assert result.exit_code == 2 and "--save-kernel needs" in result.stderr
     result = runner.invoke(main, [*args, "--method", "kernel", "--kernel-size", "16"])
     assert result.exit_code == 2 and "odd" in result.stderr
+
+
+def test_cli_fallback(runner, tmp_path, tiny_weights, photos):
+    src = photos[0] / "p0.png"
+    result = runner.invoke(main, ["deblur", str(src), "-o", str(tmp_path / "a"), "-w", str(tiny_weights),
+                                  "--fallback", "blind"])
+    assert result.exit_code == 2 and "--fallback needs --method kernel or auto" in result.output
+    for fallback, method in (("input", "none"), ("blind", "blind")):
+        out = tmp_path / fallback
+        # too small for a 31 px kernel estimate: the fallback decides
+        result = runner.invoke(main, ["deblur", str(src), "-o", str(out), "-w", str(tiny_weights), "--method", "auto",
+                                      "--deconvolution", "tv", "--fallback", fallback, "--json"])
+        assert result.exit_code == 0, result.output
+        record = json.loads(result.stdout.splitlines()[0])
+        assert record["method"] == method, record
+    np.testing.assert_array_equal(read_image(tmp_path / "input" / "p0.png"), read_image(src))

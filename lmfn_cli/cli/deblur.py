@@ -57,7 +57,7 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
            codec: str | None, strip_metadata: bool,
            overwrite: bool, skip_existing: bool, weights: Path | None, model_name: str | None, device: str, precision: str,
            tile: int | None, overlap: int, threads: int | None, method: str, kernel, kernel_size: int, save_kernel: bool,
-           deconvolution: str, nonblind_weights: str,
+           deconvolution: str, nonblind_weights: str, fallback: str,
            max_pixels: int, gt_dir: Path | None, pair_by: str,
            ssim_variant: str | None, y_channel: bool, crop_border: int, report_path: Path | None,
            html_path: Path | None, html_max_images: int, engine: str, ray_address: str | None, workers: int,
@@ -81,7 +81,8 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
 
     --method kernel estimates each photo's blur kernel (camera shake: one blur over the frame)
     and deconvolves by it; a photo that looks sharp is left unchanged, and one no single kernel
-    fits goes to the network. --method auto uses the kernel only where its estimate is confident.
+    fits is too (--fallback blind: the network runs instead). --method auto uses the kernel only
+    where its estimate is confident.
     --kernel FILE deblurs by a kernel you have; --save-kernel writes NAME.kernel.png beside
     each output. --deconvolution says how a kernel is undone (network: a Wiener filter cleaned
     up by the non-blind LMFN of --nonblind-weights). Videos always take the network.
@@ -141,11 +142,13 @@ def deblur(inputs: tuple[str, ...], out: str, recursive: bool, fmt: str, suffix:
         raise click.UsageError("--gt scores a batch written to a folder, not -o -")
     if save_kernel and method == "blind" and kernel is None:
         raise click.UsageError("--save-kernel needs --method kernel or auto (or --kernel FILE)")
+    if fallback != "input" and method == "blind":
+        raise click.UsageError("--fallback needs --method kernel or auto")
     if save_kernel and out == "-":
         raise click.UsageError("--save-kernel writes beside outputs in a folder, not -o -")
     protocol = Protocol("pairs", ssim_variant or "gaussian", y_channel, crop_border)
     kernel_opts = KernelOptions(method="kernel" if kernel is not None else method, kernel=kernel,
-                                deconvolution=deconvolution, nonblind=nonblind_weights,
+                                deconvolution=deconvolution, nonblind=nonblind_weights, fallback=fallback,
                                 estimation=EstimationSettings(kernel_size=kernel_size))
     if kernel_opts.method != "blind" and deconvolution == "network":
         _check_nonblind(nonblind_weights)

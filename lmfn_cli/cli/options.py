@@ -208,8 +208,11 @@ def _odd_kernel_size(ctx: click.Context, param: click.Parameter, value: int) -> 
 
 
 def kernel_options(f):
-    """--method, --kernel, --kernel-size, --save-kernel, --deconvolution, --nonblind-weights:
-    deblurring by a blur kernel (deblur)."""
+    """--method, --kernel, --kernel-size, --save-kernel, --deconvolution, --nonblind-weights,
+    --fallback: deblurring by a blur kernel (deblur)."""
+    f = click.option("--fallback", type=click.Choice(["input", "blind"]), default="input", show_default=True,
+                     help="What --method kernel|auto returns where it uses no kernel: the photo unchanged (input) "
+                          "or the blind network's result.")(f)
     f = click.option("--nonblind-weights", default="lmfn-nonblind-v1", show_default=True, metavar="NAME|FILE",
                      help="--deconvolution network's weights: a registry name or a file exported from a "
                           "task = \"nonblind\" run.")(f)
@@ -226,8 +229,8 @@ def kernel_options(f):
                      help="Deblur every image by this blur kernel (grayscale PNG or .npy; made to sum to 1 and centred).")(f)
     return click.option("--method", type=click.Choice(["blind", "kernel", "auto"]), default="blind", show_default=True,
                         help="blind: the network; kernel: estimate each photo's blur kernel and deconvolve by it "
-                             "(a photo that looks sharp is left unchanged, one no single kernel fits goes to the "
-                             "network); auto: the kernel only where its estimate is confident.")(f)
+                             "(a photo that looks sharp is left unchanged, one no single kernel fits gets "
+                             "--fallback); auto: the kernel only where its estimate is confident.")(f)
 
 
 def protocol_options(f):
