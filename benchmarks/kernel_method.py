@@ -219,6 +219,7 @@ def main() -> None:
     ap.add_argument("--nonblind-weights", default=None, help="--deconvolution network's weights (default: KernelOptions')")
     ap.add_argument("--prior", type=float, default=None, help="default: KernelOptions'")
     ap.add_argument("--min-extent", type=float, default=None, help="default: EstimationSettings'")
+    ap.add_argument("--kernel-size", type=int, default=None, help="the estimation window (default: EstimationSettings')")
     ap.add_argument("--fallback", choices=["input", "blind"], default=None,
                     help="what --method kernel|auto return where they use no kernel (default: KernelOptions')")
     args = ap.parse_args()
@@ -227,13 +228,14 @@ def main() -> None:
         sys.exit(f"{SHARED}/data/eval-sharp not found")
     model = load_model(args.weights) if args.weights else load_model()
     base = KernelOptions(method="kernel")
-    estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}))
+    estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}),
+                                    **({"kernel_size": args.kernel_size} if args.kernel_size is not None else {}))
     variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
                               nonblind=args.nonblind_weights or base.nonblind, fallback=args.fallback or base.fallback)
                 for d in (args.deconvolution or [base.deconvolution])]
     options = variants[0]
     print(f"settings: deconvolution {', '.join(v.deconvolution for v in variants)}, prior {options.prior:g} (tv, wiener), "
-          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, "
+          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, kernel size {estimation.kernel_size}, "
           f"fallback {options.fallback}, photos: {args.photo_set}")
     if args.photo_set == "val":
         photos = [ys._photo_u8(SHARED / "data" / "eval-sharp" / p) for p in val.PHOTOS[:args.photos]]
