@@ -2,6 +2,7 @@
 
     python benchmarks/kernel_size_study.py 8 fixed31,autohalf,autofull
     python benchmarks/kernel_size_study.py 8 fixed31,fixed21
+    python benchmarks/kernel_size_study.py 8 fixed31 5     # every 7th training photo from the 6th
 
 On 8 BSDS500 *training* photos (every 7th from the 4th; never validation photos), 256 px crops
 blurred as `benchmarks/kernel_method.py` blurs them (lines in sRGB values and in linear light,
@@ -70,7 +71,8 @@ def estimate(blurry: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
 def main() -> None:
     torch.set_num_threads(2)
     n, modes = int(sys.argv[1]), sys.argv[2].split(",")
-    files = sorted((km.SHARED / "data/sharp/bsds500/train").glob("*.jpg"))[3::7][:n]
+    start = int(sys.argv[3]) if len(sys.argv) > 3 else 3  # another start picks other training photos
+    files = sorted((km.SHARED / "data/sharp/bsds500/train").glob("*.jpg"))[start::7][:n]
     photos = [ys._photo_u8(p) for p in files]
     rows = {"lines-srgb-3": km.lines_pairs(photos, "srgb", 3.0), "lines-srgb-5": km.lines_pairs(photos, "srgb", 5.0),
             "lines-linear-9": km.lines_pairs(photos, "linear", 9.0),
