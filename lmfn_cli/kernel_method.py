@@ -127,6 +127,21 @@ def _float_colour(image: np.ndarray) -> tuple[np.ndarray, float]:
     return colour.astype(np.float64) / scale, scale
 
 
+def _on_colour(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``image`` ((H,W) or (H,W,C), uint8, uint16 or float) with its colour channels replaced by
+    ``transform`` of them ((H,W,n) float64 in [0,1] -> same shape, in [0,1]); same shape and
+    dtype, integers rounded, alpha untouched."""
+    image = np.asarray(image)
+    flat = image.ndim == 2
+    planes = image[..., None] if flat else image
+    colour, scale = _float_colour(planes)
+    n = colour.shape[2]
+    result = np.asarray(transform(colour)).reshape(planes.shape[:2] + (n,))
+    out = planes.copy()
+    out[..., :n] = result.astype(out.dtype) if scale == 1.0 else np.round(result * scale).astype(out.dtype)
+    return out[..., 0] if flat else out
+
+
 @dataclass(frozen=True)
 class NonblindStage:
     """The non-blind network: ``model`` takes the Wiener deconvolution (weight ``prior``) of a
@@ -169,18 +184,16 @@ def deconvolve_with_network(image: np.ndarray, kernel: np.ndarray, stage: Nonbli
     """``image`` (as `deblur_by_kernel` takes it) deconvolved by ``kernel`` ((k,k)): a Wiener
     filter of the stage's weight in float, then the stage's network (``tile``, ``overlap``,
     ``precision`` and ``on_tile`` as `inference.restore`'s). Same shape and dtype; alpha kept."""
-    image = np.asarray(image)
-    flat = image.ndim == 2
-    planes = image[..., None] if flat else image
-    colour, scale = _float_colour(planes)
-    # the network was trained on the float filter output, not on one rounded to 8 bits
-    wiener = deconvolve(colour, kernel, prior=stage.prior, method="wiener").astype(np.float32)
-    done = restore(stage.model, wiener, tile=tile, overlap=overlap, precision=precision, on_tile=on_tile)
-    out = planes.copy()
-    n = colour.shape[2]
-    result = done.pixels.reshape(planes.shape[:2] + (n,))
-    out[..., :n] = result.astype(out.dtype) if scale == 1.0 else np.round(result * scale).astype(out.dtype)
-    return Restored(out[..., 0] if flat else out, done.tile, done.device, done.precision)
+    done: list[Restored] = []
+
+    def run(colour: np.ndarray) -> np.ndarray:
+        # the network was trained on the float filter output, not on one rounded to 8 bits
+        wiener = deconvolve(colour, kernel, prior=stage.prior, method="wiener").astype(np.float32)
+        done.append(restore(stage.model, wiener, tile=tile, overlap=overlap, precision=precision, on_tile=on_tile))
+        return done[0].pixels
+
+    pixels = _on_colour(image, run)
+    return Restored(pixels, done[0].tile, done[0].device, done[0].precision)
 
 
 def deblur_by_kernel(image: np.ndarray, kernel: np.ndarray, *, prior: float = DEFAULT_PRIOR,
@@ -188,18 +201,7 @@ def deblur_by_kernel(image: np.ndarray, kernel: np.ndarray, *, prior: float = DE
     """``image`` ((H,W) or (H,W,C) uint8, uint16 or float in [0,1]; C in 1..4) deconvolved by
     ``kernel`` ((k,k), k odd); same shape and dtype, integers rounded, alpha (C = 2 or 4)
     untouched."""
-    image = np.asarray(image)
-    flat = image.ndim == 2
-    planes = image[..., None] if flat else image
-    colour, scale = _float_colour(planes)
-    result = deconvolve(colour, kernel, prior=prior, method=method)
-    out = planes.copy()
-    n = colour.shape[2]
-    if scale == 1.0:
-        out[..., :n] = result.astype(out.dtype)
-    else:
-        out[..., :n] = np.round(result * scale).astype(out.dtype)
-    return out[..., 0] if flat else out
+    return _on_colour(image, lambda colour: deconvolve(colour, kernel, prior=prior, method=method))
 
 
 def _fallback_said(fallback: str) -> str:
