@@ -26,14 +26,14 @@ sys.path.insert(0, str(ROOT))
 
 from lmfn_cli.images import read_image  # noqa: E402
 from lmfn_cli.inference import restore  # noqa: E402
-from lmfn_cli.validation import gaussian_blur  # noqa: E402
+from lmfn_cli.unsharp import gaussian_blur  # noqa: E402
 from lmfn_cli.weights import load_model  # noqa: E402
 
 SET = ROOT / "scratch" / "val" / "identity-v1-seed20260520"
 
 
 def gaussian(a: np.ndarray, sigma: float) -> np.ndarray:
-    """``validation.gaussian_blur`` (the unsharp-mask baseline's) on an (H, W, C) array."""
+    """``unsharp.gaussian_blur`` (the unsharp-mask baseline's) on an (H, W, C) array."""
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).permute(2, 0, 1)[None]
     return gaussian_blur(t, sigma)[0].permute(1, 2, 0).numpy()
 
