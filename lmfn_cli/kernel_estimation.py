@@ -340,9 +340,14 @@ def _estimate_on(square: np.ndarray, s: EstimationSettings, tick: Callable[[], N
         lam = max(lam / 1.1, 1e-4)
         kernel = centre_kernel(kernel)
         tick()
-    if s.refine_weight > 0 and s.refine_rounds > 0:
+    if _refines(s):
         kernel = _refine(y_full, kernel, s, lam)
+        tick()
     return kernel
+
+
+def _refines(s: EstimationSettings) -> bool:
+    return s.refine_weight > 0 and s.refine_rounds > 0
 
 
 def kernel_agreement(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
@@ -358,7 +363,7 @@ def estimate_kernel(image: np.ndarray, settings: EstimationSettings | None = Non
                     on_progress: Callable[[int, int], None] | None = None) -> KernelEstimate:
     """Estimate the blur kernel of ``image``: (H,W) or (H,W,C) float in [0,1], at least
     ``2 * kernel_size`` px on each side (``ValueError`` otherwise). ``on_progress(done, total)``
-    after each scale of each region."""
+    after each scale of each region and after its refinement."""
     s = settings or EstimationSettings()
     luma = luminance(image)
     if min(luma.shape) < 2 * s.kernel_size:
@@ -371,7 +376,7 @@ def estimate_kernel(image: np.ndarray, settings: EstimationSettings | None = Non
         half = min(side, max(luma.shape) // 2)
         side, count = (half, 2) if half >= 8 * s.kernel_size else (side, 1)
     regions = textured_regions(luma, side, count)
-    total = len(regions) * len(_scales(s.kernel_size))
+    total = len(regions) * (len(_scales(s.kernel_size)) + _refines(s))  # a step per scale, one to refine
     done = 0
 
     def tick() -> None:

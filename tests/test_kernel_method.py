@@ -223,6 +223,11 @@ def test_estimation_reports_progress_and_refuses_tiny_images():
     estimate_kernel(shapes(64, 64), EstimationSettings(kernel_size=7, region=32),
                     on_progress=lambda d, t: seen.append((d, t)))
     assert seen[-1][0] == seen[-1][1] and len(seen) == seen[-1][1]
+    assert seen[-1][1] == 2 * (3 + 1)  # two regions, scales 3, 5 and 7 px, then the refinement
+    seen.clear()
+    estimate_kernel(shapes(64, 64), EstimationSettings(kernel_size=7, region=32, refine_weight=0),
+                    on_progress=lambda d, t: seen.append((d, t)))
+    assert [d for d, _ in seen] == list(range(1, 7)) and seen[-1][1] == 6
     with pytest.raises(ValueError, match="too small"):
         estimate_kernel(np.zeros((20, 20)), EstimationSettings(kernel_size=15, region=32))
 
