@@ -28,7 +28,8 @@ left out at each border. Error ratio (Levin et al. 2009): the squared error of d
 the estimated kernel over that by the true one, both aligned; <= 3 counts as a success.
 Time: the whole ``--method kernel`` path on one 1-megapixel photo (1000x1000).
 
-Prints a markdown table; nothing here is tuned by it (the estimator's settings are Pan et al.'s).
+Prints a markdown table; nothing here is tuned by it (the estimator's settings are Pan et al.'s, its
+refinement weight was chosen on training photos by `benchmarks/kernel_refine_study.py`).
 """
 
 from __future__ import annotations
