@@ -75,7 +75,8 @@ method on 6 BSDS500 training photos (never the validation photos; `benchmarks/ke
 summed over ten rows, TV 1.5e-3 gained +8.5 dB, TV 5e-4 +5.3, Wiener 1e-2 +5.8 and Wiener 2e-3
 (the textbook weight) -2.7: a stronger prior forgives a slightly wrong kernel."""
 KERNEL_MIN_AGREEMENT = 0.75
-"""``--method kernel`` falls back to the blind network below this agreement of two regions."""
+"""``--method kernel`` takes its fallback (`KernelOptions.fallback`: the photo unchanged by
+default) below this agreement of two regions."""
 
 
 @dataclass(frozen=True)
