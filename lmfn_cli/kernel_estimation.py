@@ -227,27 +227,33 @@ def _clean(kernel: torch.Tensor) -> torch.Tensor:
     return normalise_kernel(kn)
 
 
-def _solve_kernel(x: torch.Tensor, y: torch.Tensor, size: int, gamma: float, margin: int, *,
-                  weights: torch.Tensor | None = None, start: torch.Tensor | None = None,
-                  cg_steps: int = 20) -> torch.Tensor:
-    """argmin_k |grad x * k - grad y|^2 + gamma |k|^2 (+ sum ``weights`` k^2, per kernel pixel)
-    over ``size`` x ``size`` kernels, by conjugate gradients on the normal equations
-    (convolutions by FFT) from ``start`` (flat if None), on ``x``'s salient gradients. Raw: may
-    be negative, not normalised."""
+def _normal_equations(x: torch.Tensor, y: torch.Tensor, size: int, margin: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """The data term of ``min_k |grad x * k - grad y|^2`` over ``size`` x ``size`` kernels, on
+    ``x``'s salient gradients: (|X|^2 summed over both gradients, in frequency; the right-hand
+    side cropped to the kernel's window; the padded image's shape)."""
     shape = (y.shape[0], y.shape[1])
     xx, xy = (torch.fft.rfft2(g) for g in _salient(*_grad(x), size, margin))
     yx, yy = (torch.fft.rfft2(g) for g in _grad(y))
-    m = xx.abs() ** 2 + xy.abs() ** 2
-    half = size // 2
-    diagonal = gamma if weights is None else gamma + weights
+    return xx.abs() ** 2 + xy.abs() ** 2, _crop(xx.conj() * yx + xy.conj() * yy, shape, size), shape
 
-    def crop(f: torch.Tensor) -> torch.Tensor:  # frequency -> the kernel's window, its middle at half
-        return torch.roll(torch.fft.irfft2(f, s=shape), shifts=(half, half), dims=(0, 1))[:size, :size]
+
+def _crop(f: torch.Tensor, shape: tuple[int, int], size: int) -> torch.Tensor:
+    """Frequency (rfft2 of ``shape``) -> the ``size`` x ``size`` kernel window, its middle at size // 2."""
+    half = size // 2
+    return torch.roll(torch.fft.irfft2(f, s=shape), shifts=(half, half), dims=(0, 1))[:size, :size]
+
+
+def _solve_kernel(m: torch.Tensor, b: torch.Tensor, shape: tuple[int, int], diagonal: float | torch.Tensor, *,
+                  start: torch.Tensor | None = None, cg_steps: int = 20) -> torch.Tensor:
+    """argmin_k |grad x * k - grad y|^2 + sum ``diagonal`` k^2 (a weight, or one per kernel pixel)
+    given `_normal_equations`' ``m``, ``b`` and ``shape``, by conjugate gradients (convolutions by
+    FFT) from ``start`` (flat if None). Raw: may be negative, not normalised."""
+    size = b.shape[0]
 
     def apply(k: torch.Tensor) -> torch.Tensor:  # the normal equations' operator
-        return crop(m * otf(k, shape)) + diagonal * k
+        return _crop(m * otf(k, shape), shape, size) + diagonal * k
 
-    b = crop(xx.conj() * yx + xy.conj() * yy)
     k = torch.full((size, size), 1.0 / size**2, dtype=torch.float64) if start is None else start.clone()
     r = b - apply(k)
     p = r.clone()
@@ -266,8 +272,9 @@ def _solve_kernel(x: torch.Tensor, y: torch.Tensor, size: int, gamma: float, mar
 
 
 def _kernel_step(x: torch.Tensor, y: torch.Tensor, size: int, gamma: float, margin: int) -> torch.Tensor:
-    """One kernel update of the coarse-to-fine search: `_solve_kernel`, then `_clean`."""
-    return _clean(_solve_kernel(x, y, size, gamma, margin))
+    """One kernel update of the coarse-to-fine search: ``min_k |grad x * k - grad y|^2 + gamma
+    |k|^2`` (`_solve_kernel`), then `_clean`."""
+    return _clean(_solve_kernel(*_normal_equations(x, y, size, margin), gamma))
 
 
 def _support_threshold(kernel: torch.Tensor, iteration: int) -> float:
@@ -289,11 +296,11 @@ def _refine(y: torch.Tensor, kernel: torch.Tensor, s: EstimationSettings, lam: f
     k = kernel
     for _ in range(s.refine_rounds):
         padded = taper(y, k, size)
-        x = _latent(padded, k, lam, s.beta_max)
+        m, b, shape = _normal_equations(_latent(padded, k, lam, s.beta_max), padded, size, size)
         for i in range(5):
             outside = k <= _support_threshold(k, i)
             weights = torch.where(outside, s.refine_weight / k.abs().clamp(min=1e-4), torch.zeros_like(k))
-            new = _solve_kernel(x, padded, size, s.gamma, size, weights=weights, start=k, cg_steps=30).clamp(min=0)
+            new = _solve_kernel(m, b, shape, s.gamma + weights, start=k, cg_steps=30).clamp(min=0)
             new = new / new.sum()
             change = float((new - k).norm() / k.norm())
             k = new
