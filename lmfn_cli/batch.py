@@ -89,9 +89,10 @@ class Record:
     method: str | None = None  # --method kernel/auto: the method used (blind or kernel), and why
     method_why: str | None = None
     kernel: str | None = None  # the kernel file written (--save-kernel)
-    kernel_size: int | None = None  # the kernel's side (px), its extent (px) and the agreement of two regions (0-1)
+    kernel_size: int | None = None  # the kernel's side (px), its extent (px) and the agreement of its check (0-1) ...
     kernel_extent: float | None = None
     kernel_agreement: float | None = None
+    kernel_check: str | None = None  # ... made on two regions ("regions") or one region from two starts ("starts")
 
 
 def output_name(rel: Path, fmt: str, suffix: str) -> Path:
@@ -161,7 +162,8 @@ def _deblur_picture(model: LMFN, picture: Picture, settings: Settings, on_tile: 
             est = outcome.estimate
             extent = est.extent if est is not None else kernel_extent(kernel)
             extra.update(kernel_size=int(kernel.shape[0]), kernel_extent=round(extent, 2),
-                         kernel_agreement=None if est is None or est.agreement is None else round(est.agreement, 3))
+                         kernel_agreement=None if est is None or est.agreement is None else round(est.agreement, 3),
+                         kernel_check=None if est is None else est.checked)
     record = Record("", None, "ok", (w, h), round(time.perf_counter() - start, 3), done.tile, done.device, done.precision,
                     **extra)
     return Picture(done.pixels, picture.format, picture.icc_profile, picture.exif, picture.dpi), record, kernel

@@ -9,12 +9,14 @@ few edges), the photo is not deconvolved. The methods:
 - ``blind``: the network alone (`inference.restore`); no estimation.
 - ``kernel``: the estimated kernel, unless the photo looks sharp (kernel extent under
   `EstimationSettings.min_extent`, 2.5 px: the photo is returned unchanged, method ``none``) or
-  the kernels of two regions of the photo differ (agreement under `KERNEL_MIN_AGREEMENT`, 0.75)
-  or could not be compared (a photo under 2 x 8 x the kernel size on its long side: 496 px for
-  31 px): then the fallback.
-- ``auto``: the same, but the kernel only when the estimate is confident
-  (`KernelEstimate.usable`: agreement >= `EstimationSettings.min_agreement`, 0.9), else the
+  the two kernels it was checked with differ (agreement under `KERNEL_MIN_AGREEMENT`, 0.75):
+  those of two regions of the photo, or, on a photo under 2 x 8 x the kernel size on its long
+  side (496 px for 31 px), those of one region searched from two starts
+  (`KernelEstimate.checked`); an estimate that was not checked at all is not used: then the
   fallback.
+- ``auto``: the same, but the kernel only when the estimate is confident
+  (`KernelEstimate.usable`: two regions, agreement >= `EstimationSettings.min_agreement`, 0.9),
+  else the fallback: a photo too small for two regions is never deconvolved by ``auto``.
 
 The fallback (`KernelOptions.fallback`) is ``input`` (the default: the photo unchanged, method
 ``none``) or ``blind`` (the blind network). The input is the default because the blind network
@@ -214,8 +216,11 @@ def decide(estimate: KernelEstimate, method: str, fallback: str = "input") -> tu
     ``"input"`` (the photo looks sharp, or no kernel is usable and ``fallback`` is input: leave
     it unchanged) or ``"blind"`` (no kernel is usable and ``fallback`` is blind: the network),
     and why (one line)."""
-    agreement = "unchecked" if estimate.agreement is None else f"{estimate.agreement:.2f}"
-    said = f"kernel extent {estimate.extent:.1f} px, agreement of two regions {agreement}"
+    if estimate.agreement is None:
+        said = f"kernel extent {estimate.extent:.1f} px, unchecked"
+    else:
+        of = "two searches of one region" if estimate.checked == "starts" else "two regions"
+        said = f"kernel extent {estimate.extent:.1f} px, agreement of {of} {estimate.agreement:.2f}"
     if estimate.extent < estimate.min_extent:
         return "input", f"looks sharp ({said}): left unchanged"
     otherwise = _fallback_said(fallback)
@@ -223,11 +228,15 @@ def decide(estimate: KernelEstimate, method: str, fallback: str = "input") -> tu
         if estimate.agreement is None:
             # measured on 256 px crops (one region, no check): a spurious kernel on 10 of 16 sharp
             # crops, and a loss on every blurred row; so no unchecked kernel is used
-            return fallback, f"too small to check the kernel on two regions ({said}): {otherwise}"
+            return fallback, f"kernel not checked ({said}): {otherwise}"
         if estimate.agreement < KERNEL_MIN_AGREEMENT:
-            return fallback, f"no kernel fits the whole photo ({said}): {otherwise}"
+            doubt = "the kernel depends on where its search starts" if estimate.checked == "starts" \
+                else "no kernel fits the whole photo"
+            return fallback, f"{doubt} ({said}): {otherwise}"
         return "kernel", f"estimated kernel ({said})"
     if not estimate.usable:
+        if estimate.checked == "starts" and estimate.extent >= estimate.min_extent:
+            return fallback, f"too small to check the kernel on two regions ({said}): {otherwise}"
         return fallback, f"kernel not confident ({said}): {otherwise}"
     return "kernel", f"estimated kernel ({said})"
 

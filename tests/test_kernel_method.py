@@ -15,7 +15,8 @@ from lmfn_cli.cli import main
 from lmfn_cli.deconvolution import centre_kernel, convolve, deconvolve, kernel_extent, normalise_kernel
 from lmfn_cli.errors import KernelError
 from lmfn_cli.images import read_image, write_image
-from lmfn_cli.kernel_estimation import EstimationSettings, _refine, estimate_kernel, kernel_agreement, luminance, textured_regions
+from lmfn_cli.kernel_estimation import (EstimationSettings, _estimate_on, _refine, _scales, estimate_kernel, kernel_agreement,
+                                        luminance, textured_regions)
 from lmfn_cli.kernel_files import kernel_path_for, read_kernel, write_kernel
 from lmfn_cli.kernel_method import KernelOptions, deblur_by_kernel, restore_with_method
 
@@ -203,6 +204,31 @@ def test_refinement_clears_a_speck_and_keeps_the_path():
         EstimationSettings(refine_weight=-1)
 
 
+def test_a_photo_with_room_for_one_region_is_checked_from_two_starts():
+    # 128 px: no room for two squares of 8 x 15 px, so the square is searched again from a
+    # vertical start; a clear blur is found from both starts and may be used
+    sharp = shapes(128, 128, seed=11, count=60)
+    true = line_kernel(9, 0.4, 15)
+    blurry = np.clip(convolve(sharp, true) + np.random.default_rng(3).normal(0, 1 / 255, sharp.shape), 0, 1)
+    seen = []
+    est = estimate_kernel(blurry, EstimationSettings(kernel_size=15, region=128), on_progress=lambda d, t: seen.append(t))
+    assert est.checked == "starts" and est.region == (0, 0, 128)
+    assert est.agreement > 0.9 and kernel_agreement(est.kernel, true) > 0.8
+    assert seen[-1] == len(seen) == 2 * (len(_scales(15)) + 1)  # two searches, each its scales and refinement
+    from lmfn_cli.kernel_method import decide
+
+    assert decide(est, "kernel")[0] == "kernel" and "two searches of one region" in decide(est, "kernel")[1]
+    # the second search really starts elsewhere: from a vertical start the coarsest scale differs
+    square = luminance(blurry)
+    first = _estimate_on(square, EstimationSettings(kernel_size=3, region=128, refine_weight=0), lambda: None)
+    second = _estimate_on(square, EstimationSettings(kernel_size=3, region=128, refine_weight=0), lambda: None,
+                          vertical=True)
+    assert not torch.equal(first, second)
+    unchecked = estimate_kernel(blurry, EstimationSettings(kernel_size=15, region=128, check=False))
+    assert unchecked.agreement is None and unchecked.checked is None
+    np.testing.assert_array_equal(unchecked.kernel, est.kernel)  # the first search is the same
+
+
 def test_tv_deconvolution_gains_with_the_true_kernel():
     sharp = shapes(96, 96, seed=2)
     k = line_kernel(9, 1.2, 15)
@@ -266,7 +292,7 @@ def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
     from lmfn_cli.kernel_estimation import KernelEstimate
 
     k = line_kernel(9, 0.0, 15).astype(np.float32)
-    fake = KernelEstimate(k, (0, 0, 48), agreement=0.8, extent=kernel_extent(k))
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.8, extent=kernel_extent(k), checked="regions")
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
     img = (shapes(64, 64) * 255).astype(np.uint8)
     assert restore_with_method(tiny_model, img, KernelOptions(method="kernel")).method == "kernel"
@@ -275,17 +301,26 @@ def test_auto_needs_agreement_kernel_does_not(tiny_model, monkeypatch):
     auto = restore_with_method(tiny_model, img, KernelOptions(method="auto"))
     assert auto.method == "none" and "not confident" in auto.why and auto.kernel is not None
     np.testing.assert_array_equal(auto.restored.pixels, img)
-    fake = KernelEstimate(k, (0, 0, 48), agreement=0.95, extent=kernel_extent(k))
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.95, extent=kernel_extent(k), checked="regions")
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
     assert restore_with_method(tiny_model, img, KernelOptions(method="auto")).method == "kernel"
     unchecked = KernelEstimate(k, (0, 0, 48), agreement=None, extent=kernel_extent(k))
-    assert not unchecked.usable  # a photo too small for two regions: auto cannot confirm it
+    assert not unchecked.usable  # estimated with check=False: auto cannot confirm it
     from lmfn_cli.kernel_method import decide
 
     assert decide(unchecked, "kernel", "blind")[0] == "blind"
-    assert "too small to check" in decide(unchecked, "kernel", "blind")[1]
+    assert "kernel not checked" in decide(unchecked, "kernel", "blind")[1]
+    unstable = KernelEstimate(k, (0, 0, 48), agreement=0.5, extent=kernel_extent(k), checked="starts")
+    assert decide(unstable, "kernel") == ("input", decide(unstable, "kernel")[1])
+    assert "depends on where its search starts" in decide(unstable, "kernel")[1]
+    assert "two searches of one region 0.50" in decide(unstable, "auto")[1]
+    # auto wants two regions: a kernel two starts agree on is for --method kernel only
+    steady = KernelEstimate(k, (0, 0, 48), agreement=0.99, extent=kernel_extent(k), checked="starts")
+    assert not steady.usable and decide(steady, "kernel")[0] == "kernel"
+    assert decide(steady, "auto")[0] == "input" and "too small to check the kernel on two regions" in decide(steady, "auto")[1]
+    assert KernelEstimate(k, (0, 0, 48), agreement=0.99, extent=kernel_extent(k), checked="regions").usable
     assert decide(unchecked, "kernel") == ("input", decide(unchecked, "kernel")[1])  # the default fallback
-    fake = KernelEstimate(k, (0, 0, 48), agreement=0.5, extent=kernel_extent(k))
+    fake = KernelEstimate(k, (0, 0, 48), agreement=0.5, extent=kernel_extent(k), checked="regions")
     monkeypatch.setattr(km, "estimate_kernel", lambda *a, **kw: fake)
     done = restore_with_method(tiny_model, img, KernelOptions(method="kernel", fallback="blind"))
     assert done.method == "blind" and "no kernel fits" in done.why
@@ -322,6 +357,7 @@ def test_cli_kernel_method_saves_kernels_and_records_them(runner, tmp_path, tiny
     # the kernel is saved whichever method ran (a fallback shows what was estimated)
     assert record["method"] in ("kernel", "none") and record["kernel"] == str(out / "shaken.kernel.png")
     assert record["kernel_size"] == 15 and record["kernel_extent"] > 2 and record["method_why"]
+    assert record["kernel_check"] == "starts" and 0 <= record["kernel_agreement"] <= 1  # 128 px: room for one region
     assert read_kernel(out / "shaken.kernel.png").shape == (15, 15)
     assert read_image(out / "shaken.png").shape == (128, 128, 3)
     html = (out / "report.html").read_text()
