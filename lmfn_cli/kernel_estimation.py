@@ -12,9 +12,9 @@ and Jia, "Unnatural L0 Sparse Representation for Natural Image Deblurring" (CVPR
   by half-quadratic splitting (the gradient field thresholded in closed form, then one FFT solve
   per step of a doubling penalty ``beta``), and the kernel,
   ``min_k |grad x * k - grad y|^2 + gamma |k|^2``, by conjugate gradients with FFT
-  convolutions, on the latent image's salient gradients only (Cho and Lee 2009), and only where
-  the blurry image has useful edges rather than texture finer than the blur (Xu and Jia's r-map,
-  ECCV 2010, section 3.1);
+  convolutions, on the latent image's salient gradients only (Cho and Lee 2009; optionally only
+  where the blurry image has useful edges rather than texture finer than the blur, Xu and Jia's
+  r-map, ECCV 2010, section 3.1: `EstimationSettings.edge_r`, off by default);
 - the kernel kept non-negative, values under 5% of its peak and pieces holding under 10% of
   its mass cleared, summing to 1, and centred on its centre of mass between scales;
 - at the finest scale, the kernel refined by iterative support detection (Xu and Jia, "Two-Phase
@@ -86,13 +86,15 @@ class EstimationSettings:
     gained on every row over none, 10 the best or near it on two sets of photos."""
     refine_rounds: int = 2
     """Latent-image updates of that refinement, each followed by up to five kernel solves."""
-    edge_r: float = 0.2
+    edge_r: float = 0.0
     """Xu and Jia's useful-edge threshold (`_r_map`): the kernel is solved on gradients only where
     the blurry image's gradients in a 5x5 window point the same way (r at least this), not on
-    texture finer than the blur, whose edges blur mixes up; 0: on all salient gradients. Chosen
-    on BSDS500 training photos (`benchmarks/kernel_settings_study.py`): of 0.1, 0.2 and 0.3, 0.2 summed the
-    highest TV gain over four rows (+7.83 dB without -> +9.48), and on 8 other photos +8.56 ->
-    +10.06 dB over six rows."""
+    texture finer than the blur; 0 (the default): on all salient gradients. Off because it did
+    harm on real blur: 0.2 (the best of 0.1, 0.2 and 0.3 on BSDS500 training photos,
+    `benchmarks/kernel_settings_study.py`) gained on synthetic blur (training photos +7.83 ->
+    +9.48 dB summed over four rows; validation crops, e.g. USRNet shake +1.15 -> +1.53) but lost
+    Köhler's clock (a 13.6 px kernel found without it, 5.5 px with it), lost 0.04-0.08 dB on
+    `gopro-unseen`, and took the real photos `--method auto` deconvolves from 3 to 0."""
     check: bool = True
     """Estimate again, on a second region (or, with no room for one, on the same region from
     another start), and report the agreement of the two."""
