@@ -50,7 +50,6 @@ sys.path.insert(0, str(ROOT))
 from lmfn_cli import load_model  # noqa: E402
 from lmfn_cli import validation as val  # noqa: E402
 from lmfn_cli import yardstick as ys  # noqa: E402
-from lmfn_cli.deconvolution import deconvolve  # noqa: E402
 from lmfn_cli.inference import restore  # noqa: E402
 from lmfn_cli.kernel_estimation import EstimationSettings, estimate_kernel  # noqa: E402
 from lmfn_cli.kernel_method import DECONVOLUTIONS, KernelOptions, deblur_by_kernel, decide, restore_with_method  # noqa: E402
@@ -117,6 +116,17 @@ def lines_pairs(photos: list[np.ndarray], mode: str, length: float) -> list[tupl
         kernel = ys.line_kernel(length, info["angle"], samples_per_px=ps.samples_per_px)
         out.append((blurry, sharp, kernel))
     return out
+
+
+def study_rows(photos: list[np.ndarray]) -> dict:
+    """The rows the estimator studies score settings on: name -> a function making its
+    (blurry, sharp, kernel) pairs from ``photos`` (256 px crops, as the table's rows)."""
+    return {"lines-srgb-3": lambda: lines_pairs(photos, "srgb", 3.0),
+            "lines-srgb-9": lambda: lines_pairs(photos, "srgb", 9.0),
+            "lines-linear-9": lambda: lines_pairs(photos, "linear", 9.0),
+            "lines-linear-15": lambda: lines_pairs(photos, "linear", 15.0),
+            "shake-usrnet": lambda: shake_pairs(photos, "usrnet", 256),
+            "shake-gyro04": lambda: shake_pairs(photos, "gyro", 256)}
 
 
 def deconvolve_by(blurry: np.ndarray, kernel: np.ndarray, model, options: KernelOptions) -> np.ndarray:

@@ -41,12 +41,7 @@ def main() -> None:
     wanted = sys.argv[4].split(",") if len(sys.argv) > 4 else None
     files = sorted((km.SHARED / "data/sharp/bsds500/train").glob("*.jpg"))[start::7][:n]
     photos = [ys._photo_u8(p) for p in files]
-    rows = {"lines-srgb-3": lambda: km.lines_pairs(photos, "srgb", 3.0),
-            "lines-srgb-9": lambda: km.lines_pairs(photos, "srgb", 9.0),
-            "lines-linear-9": lambda: km.lines_pairs(photos, "linear", 9.0),
-            "lines-linear-15": lambda: km.lines_pairs(photos, "linear", 15.0),
-            "shake-usrnet": lambda: km.shake_pairs(photos, "usrnet", 256),
-            "shake-gyro04": lambda: km.shake_pairs(photos, "gyro", 256)}
+    rows = km.study_rows(photos)
     base = EstimationSettings(refine_weight=0.0)
     lam = max(base.lam / 1.1 ** len(_scales(base.kernel_size)), 1e-4)  # where the search ends
     sums = dict.fromkeys(weights, 0.0)

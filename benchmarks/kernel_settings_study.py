@@ -52,12 +52,7 @@ def main() -> None:
     n, start, wanted, settings = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4:]
     files = sorted((km.SHARED / "data/sharp/bsds500/train").glob("*.jpg"))[start::7][:n]
     photos = [ys._photo_u8(p) for p in files]
-    rows = {"lines-srgb-3": lambda: km.lines_pairs(photos, "srgb", 3.0),
-            "lines-srgb-9": lambda: km.lines_pairs(photos, "srgb", 9.0),
-            "lines-linear-9": lambda: km.lines_pairs(photos, "linear", 9.0),
-            "lines-linear-15": lambda: km.lines_pairs(photos, "linear", 15.0),
-            "shake-usrnet": lambda: km.shake_pairs(photos, "usrnet", 256),
-            "shake-gyro04": lambda: km.shake_pairs(photos, "gyro", 256)}
+    rows = km.study_rows(photos)
     names = list(rows) if wanted == "all" else wanted.split(",")
     totals = {s: [0.0, 0, 0] for s in settings}
     for name in names:
