@@ -36,9 +36,9 @@ one, and the two kernels are compared: a search that lands on a different kernel
 different start has found no clear optimum (`KernelEstimate.checked` says which check was made;
 on BSDS500 training crops, `benchmarks/kernel_check_study.py`, it flagged the worst losses, not
 all of them, and passed one sharp crop of eight). It is the weaker check: ``--method kernel``
-accepts it, ``--method auto`` (`KernelEstimate.usable`) wants two regions. A sharp photo gives a kernel of small `deconvolution.kernel_extent`.
-Callers deconvolve only when the two agree and the blur is wide enough to be worth it
-(`KernelEstimate.usable`).
+accepts it, ``--method auto`` (`KernelEstimate.usable`) wants two regions. A sharp photo gives
+a kernel of small `deconvolution.kernel_extent`. Callers deconvolve only when the two agree and
+the blur is wide enough to be worth it (`KernelEstimate.usable`).
 
 Images are float in [0,1], (H,W) or (H,W,C); kernels (k,k) float32, k odd.
 """
