@@ -35,6 +35,7 @@ from lmfn_cli.kernel_estimation import EstimationSettings, estimate_kernel  # no
 from lmfn_cli.kernel_method import KERNEL_MIN_AGREEMENT, TV_PRIOR, deblur_by_kernel  # noqa: E402
 
 CROP = 256
+DEFAULT_ROWS = ("identity", "lines-srgb-3", "lines-srgb-9", "lines-linear-15", "shake-usrnet", "shake-gyro04")
 THRESHOLDS = (0.0, 0.6, KERNEL_MIN_AGREEMENT, 0.8, EstimationSettings().min_agreement)
 
 
@@ -52,13 +53,8 @@ def main() -> None:
     n, start = int(sys.argv[1]), int(sys.argv[2])
     files = sorted((km.SHARED / "data/sharp/bsds500/train").glob("*.jpg"))[start::7][:n]
     photos = [ys._photo_u8(p) for p in files]
-    rows = {"identity": lambda: sharp_crops(photos),
-            "lines-srgb-3": lambda: km.lines_pairs(photos, "srgb", 3.0),
-            "lines-srgb-9": lambda: km.lines_pairs(photos, "srgb", 9.0),
-            "lines-linear-15": lambda: km.lines_pairs(photos, "linear", 15.0),
-            "shake-usrnet": lambda: km.shake_pairs(photos, "usrnet", CROP),
-            "shake-gyro04": lambda: km.shake_pairs(photos, "gyro", CROP)}
-    wanted = sys.argv[3].split(",") if len(sys.argv) > 3 else list(rows)
+    rows = {"identity": lambda: sharp_crops(photos), **km.study_rows(photos)}
+    wanted = sys.argv[3].split(",") if len(sys.argv) > 3 else list(DEFAULT_ROWS)
     settings = EstimationSettings()
     summary = []
     for name in wanted:
