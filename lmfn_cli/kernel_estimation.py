@@ -251,10 +251,10 @@ def _clean(kernel: torch.Tensor) -> torch.Tensor:
     return normalise_kernel(kn)
 
 
-def _r_map(y: torch.Tensor, window: int = 5) -> torch.Tensor:
-    """Xu and Jia 2010's r = |sum of grad y over the window| / (sum of |grad y| over it + 0.5):
-    near 1 on a blurred edge, low on texture finer than the blur and on flat areas. (H,W)."""
-    gx, gy = _grad(y)
+def _r_map(gx: torch.Tensor, gy: torch.Tensor, window: int = 5) -> torch.Tensor:
+    """Xu and Jia 2010's r = |sum of grad y over the window| / (sum of |grad y| over it + 0.5),
+    from the blurry image's gradients ``gx``, ``gy`` (`_grad`): near 1 on a blurred edge, low on
+    texture finer than the blur and on flat areas. (H,W)."""
     pad = window // 2
 
     def box(t: torch.Tensor) -> torch.Tensor:
@@ -270,11 +270,12 @@ def _normal_equations(x: torch.Tensor, y: torch.Tensor, size: int, margin: int, 
     side cropped to the kernel's window; the padded image's shape)."""
     shape = (y.shape[0], y.shape[1])
     gx, gy = _grad(x)
+    y_gx, y_gy = _grad(y)
     if edge_r > 0:
-        useful = _r_map(y) >= edge_r
+        useful = _r_map(y_gx, y_gy) >= edge_r
         gx, gy = gx * useful, gy * useful
     xx, xy = (torch.fft.rfft2(g) for g in _salient(gx, gy, size, margin))
-    yx, yy = (torch.fft.rfft2(g) for g in _grad(y))
+    yx, yy = torch.fft.rfft2(y_gx), torch.fft.rfft2(y_gy)
     return xx.abs() ** 2 + xy.abs() ** 2, _crop(xx.conj() * yx + xy.conj() * yy, shape, size), shape
 
 
