@@ -3,6 +3,7 @@
     python benchmarks/kernel_method.py                       # every row, all 32 validation photos
     python benchmarks/kernel_method.py --photos 8 --lengths 9 15 --no-shake --time-only
     python benchmarks/kernel_method.py --gopro 4       # real blur of an unseen scene, every 4th pair
+    python benchmarks/kernel_method.py --gopro-train 12 --region 384   # real blur of a training scene
     python benchmarks/kernel_method.py --sharp 5       # what each method does with 20 sharp training photos
     python benchmarks/kernel_method.py --deconvolution network tv   # both, on the same estimates
 
@@ -222,6 +223,11 @@ def main() -> None:
                     help="only the sharp-photo check: what each method does with every N-th sharp Urban100 training photo")
     ap.add_argument("--gopro", type=int, default=0, metavar="N",
                     help="only the gopro-unseen row: every N-th of its 83 real pairs, whole 1280x720 frames")
+    ap.add_argument("--gopro-train", type=int, default=0, metavar="N",
+                    help="only a gopro-train row, to choose settings on real blur: N pairs made from the training "
+                         "scene's 240 fps frames (shared/data/frames/GOPR0477_11_00, 7-13 frames averaged in "
+                         "linear light, the middle one sharp; seed 29), whole 1280x720 frames")
+    ap.add_argument("--region", type=int, default=None, help="side of the estimation squares (default: EstimationSettings')")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--photo-set", choices=["val", "train"], default="val",
                     help="val: the validation photos (the table); train: BSDS500 training photos (to choose settings on)")
@@ -240,13 +246,15 @@ def main() -> None:
     model = load_model(args.weights) if args.weights else load_model()
     base = KernelOptions(method="kernel")
     estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}),
-                                    **({"kernel_size": args.kernel_size} if args.kernel_size is not None else {}))
+                                    **({"kernel_size": args.kernel_size} if args.kernel_size is not None else {}),
+                                    **({"region": args.region} if args.region is not None else {}))
     variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
                               nonblind=args.nonblind_weights or base.nonblind, fallback=args.fallback or base.fallback)
                 for d in (args.deconvolution or [base.deconvolution])]
     options = variants[0]
     print(f"settings: deconvolution {', '.join(v.deconvolution for v in variants)}, prior {options.prior:g} (tv, wiener), "
           f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, kernel size {estimation.kernel_size}, "
+          f"region {estimation.region}, "
           f"fallback {options.fallback}, photos: {args.photo_set}")
     if args.photo_set == "val":
         photos = [ys._photo_u8(SHARED / "data" / "eval-sharp" / p) for p in val.PHOTOS[:args.photos]]
@@ -272,6 +280,14 @@ def main() -> None:
             print(f"{path.name}: extent {est.extent:.2f} px, agreement {est.agreement}; kernel -> {kernel}, auto -> {auto}")
         print(f"{len(files)} sharp photos (kernel = deconvolved, input = left unchanged, blind = the network): "
               + ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
+        return
+    if args.gopro_train:
+        from lmfn_cli.synth.frames import frame_sequence_pairs
+
+        made = frame_sequence_pairs(SHARED / "data" / "frames" / "GOPR0477_11_00", rng=np.random.default_rng(29),
+                                    count=args.gopro_train, linear=True)
+        pairs = [(to_u8(blurry), to_u8(sharp), None) for blurry, sharp, _ in made]
+        print(table(run_row("gopro-train", pairs, model, variants)))
         return
     if args.gopro:
         from lmfn_cli.images import read_image
