@@ -40,12 +40,7 @@ THRESHOLDS = (0.0, 0.6, KERNEL_MIN_AGREEMENT, 0.8, EstimationSettings().min_agre
 
 
 def sharp_crops(photos: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, None]]:
-    out = []
-    for p in photos:
-        cy, cx = (p.shape[0] - CROP) // 2, (p.shape[1] - CROP) // 2
-        crop = p[cy:cy + CROP, cx:cx + CROP]
-        out.append((crop, crop, None))
-    return out
+    return [(crop, crop, None) for crop in (km.centre_crop(p, CROP) for p in photos)]
 
 
 def main() -> None:

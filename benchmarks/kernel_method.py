@@ -83,6 +83,12 @@ def to_u8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
+def centre_crop(photo: np.ndarray, crop: int) -> np.ndarray:
+    """The ``crop`` x ``crop`` square at the middle of ``photo`` (H,W,...), as the rows' sharp targets."""
+    cy, cx = (photo.shape[0] - crop) // 2, (photo.shape[1] - crop) // 2
+    return photo[cy:cy + crop, cx:cx + crop]
+
+
 def shake_pairs(photos: list[np.ndarray], which: str, crop: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(blurry u8, sharp u8, true kernel) for the uniform-shake rows, seeded per photo."""
     from lmfn_cli.synth.motion import gyro_kernel
@@ -102,8 +108,7 @@ def shake_pairs(photos: list[np.ndarray], which: str, crop: int) -> list[tuple[n
             blurry = ys.blur_crop(photo, crop, kernel, "linear")
         except Exception:  # a photo without the kernel's margin around its crop
             continue
-        cy, cx = (photo.shape[0] - crop) // 2, (photo.shape[1] - crop) // 2
-        sharp = photo[cy:cy + crop, cx:cx + crop]
+        sharp = centre_crop(photo, crop)
         blurry = blurry + rng.normal(0, 1 / 255, blurry.shape)
         out.append((to_u8(blurry), sharp, kernel))
     return out
@@ -298,11 +303,7 @@ def main() -> None:
         print(table(run_row("gopro-unseen", pairs, model, variants)))
         return
     crop = val.CROP
-    identity = []
-    for photo in photos:
-        cy, cx = (photo.shape[0] - crop) // 2, (photo.shape[1] - crop) // 2
-        sharp = photo[cy:cy + crop, cx:cx + crop]
-        identity.append((sharp, sharp, np.ones((1, 1))))
+    identity = [(sharp, sharp, np.ones((1, 1))) for sharp in (centre_crop(photo, crop) for photo in photos)]
     rows = run_row("identity", identity, model, variants, identity=True)
     for mode in ys.MODES:
         for length in args.lengths:
