@@ -54,7 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .deconvolution import _grad, _grad_otfs, _gradient_energy, centre_kernel, kernel_extent, normalise_kernel, otf, taper
+from .deconvolution import _grad, _grad_adjoint, _gradient_energy, centre_kernel, kernel_extent, normalise_kernel, otf, taper
 
 __all__ = ["EstimationSettings", "KernelEstimate", "estimate_kernel", "kernel_agreement", "textured_regions"]
 
@@ -186,7 +186,6 @@ def _latent(y: torch.Tensor, kernel: torch.Tensor, lam: float, beta_max: float) 
     smoothing with a blur term). ``y``: (H,W) float64 that wraps smoothly at its borders."""
     shape = (y.shape[0], y.shape[1])
     k_otf = otf(kernel, shape)
-    dx_c, dy_c = _grad_otfs(shape)
     grad_energy = _gradient_energy(shape)
     ky = k_otf.conj() * torch.fft.rfft2(y)
     kk = k_otf.abs() ** 2
@@ -195,8 +194,7 @@ def _latent(y: torch.Tensor, kernel: torch.Tensor, lam: float, beta_max: float) 
     while beta < beta_max:
         gx, gy = _grad(x)
         keep = (gx * gx + gy * gy) >= lam / beta  # the closed-form L0 step: strong gradients only
-        # dx_c is conj(D): the adjoint of the circular difference, in frequency
-        rhs = ky + beta * (dx_c * torch.fft.rfft2(gx * keep) + dy_c * torch.fft.rfft2(gy * keep))
+        rhs = ky + beta * torch.fft.rfft2(_grad_adjoint(gx * keep, gy * keep))
         x = torch.fft.irfft2(rhs / (kk + beta * grad_energy), s=shape)
         beta *= 2
     return x
@@ -264,10 +262,10 @@ def _r_map(gx: torch.Tensor, gy: torch.Tensor, window: int = 5) -> torch.Tensor:
 
 
 def _normal_equations(x: torch.Tensor, y: torch.Tensor, size: int, margin: int, edge_r: float = 0.0
-                      ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """The data term of ``min_k |grad x * k - grad y|^2`` over ``size`` x ``size`` kernels, on
-    ``x``'s salient gradients: (|X|^2 summed over both gradients, in frequency; the right-hand
-    side cropped to the kernel's window; the padded image's shape)."""
+    ``x``'s salient gradients: the normal equations' matrix (size^2, size^2) and right-hand side
+    (size, size)."""
     shape = (y.shape[0], y.shape[1])
     gx, gy = _grad(x)
     y_gx, y_gy = _grad(y)
@@ -276,7 +274,7 @@ def _normal_equations(x: torch.Tensor, y: torch.Tensor, size: int, margin: int, 
         gx, gy = gx * useful, gy * useful
     xx, xy = (torch.fft.rfft2(g) for g in _salient(gx, gy, size, margin))
     yx, yy = torch.fft.rfft2(y_gx), torch.fft.rfft2(y_gy)
-    return xx.abs() ** 2 + xy.abs() ** 2, _crop(xx.conj() * yx + xy.conj() * yy, shape, size), shape
+    return _toeplitz(xx.abs() ** 2 + xy.abs() ** 2, shape, size), _crop(xx.conj() * yx + xy.conj() * yy, shape, size)
 
 
 def _crop(f: torch.Tensor, shape: tuple[int, int], size: int) -> torch.Tensor:
@@ -285,15 +283,27 @@ def _crop(f: torch.Tensor, shape: tuple[int, int], size: int) -> torch.Tensor:
     return torch.roll(torch.fft.irfft2(f, s=shape), shifts=(half, half), dims=(0, 1))[:size, :size]
 
 
-def _solve_kernel(m: torch.Tensor, b: torch.Tensor, shape: tuple[int, int], diagonal: float | torch.Tensor, *,
+def _toeplitz(m: torch.Tensor, shape: tuple[int, int], size: int) -> torch.Tensor:
+    """The matrix of k -> crop(irfft2(m * otf(k))) on ``size`` x ``size`` kernels (flattened), for
+    ``m`` the gradients' power spectrum (rfft2 of ``shape``): entry (p, q) is their circular
+    autocorrelation at offset p - q. Built once per set of normal equations (one inverse FFT), it
+    makes each conjugate-gradient step a small matrix product instead of two FFTs of the image."""
+    n = 2 * size - 1  # offsets -(size - 1) .. size - 1
+    r = torch.roll(torch.fft.irfft2(m, s=shape), shifts=(size - 1, size - 1), dims=(0, 1))[:n, :n]
+    i = torch.arange(size)
+    d = i[:, None] - i[None, :] + size - 1  # (p, q) -> offset index along one axis
+    return r[d[:, None, :, None], d[None, :, None, :]].reshape(size * size, size * size)
+
+
+def _solve_kernel(t: torch.Tensor, b: torch.Tensor, diagonal: float | torch.Tensor, *,
                   start: torch.Tensor | None = None, cg_steps: int = 20) -> torch.Tensor:
     """argmin_k |grad x * k - grad y|^2 + sum ``diagonal`` k^2 (a weight, or one per kernel pixel)
-    given `_normal_equations`' ``m``, ``b`` and ``shape``, by conjugate gradients (convolutions by
-    FFT) from ``start`` (flat if None). Raw: may be negative, not normalised."""
+    given `_normal_equations`' matrix ``t`` and right-hand side ``b``, by conjugate gradients from
+    ``start`` (flat if None). Raw: may be negative, not normalised."""
     size = b.shape[0]
 
     def apply(k: torch.Tensor) -> torch.Tensor:  # the normal equations' operator
-        return _crop(m * otf(k, shape), shape, size) + diagonal * k
+        return (t @ k.reshape(-1)).reshape(size, size) + diagonal * k
 
     k = torch.full((size, size), 1.0 / size**2, dtype=torch.float64) if start is None else start.clone()
     r = b - apply(k)
@@ -338,11 +348,11 @@ def _refine(y: torch.Tensor, kernel: torch.Tensor, s: EstimationSettings, lam: f
     k = kernel
     for _ in range(s.refine_rounds):
         padded = taper(y, k, size)
-        m, b, shape = _normal_equations(_latent(padded, k, lam, s.beta_max), padded, size, size, s.edge_r)
+        t, b = _normal_equations(_latent(padded, k, lam, s.beta_max), padded, size, size, s.edge_r)
         for i in range(5):
             outside = k <= _support_threshold(k, i)
             weights = torch.where(outside, s.refine_weight / k.abs().clamp(min=1e-4), torch.zeros_like(k))
-            new = _solve_kernel(m, b, shape, s.gamma + weights, start=k, cg_steps=30).clamp(min=0)
+            new = _solve_kernel(t, b, s.gamma + weights, start=k, cg_steps=30).clamp(min=0)
             new = new / new.sum()
             change = float((new - k).norm() / k.norm())
             k = new

@@ -12,10 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from lmfn_cli.cli import main
-from lmfn_cli.deconvolution import _grad, centre_kernel, convolve, deconvolve, kernel_extent, normalise_kernel
+from lmfn_cli.deconvolution import _grad, _grad_adjoint, centre_kernel, convolve, deconvolve, kernel_extent, normalise_kernel
 from lmfn_cli.errors import KernelError
 from lmfn_cli.images import read_image, write_image
-from lmfn_cli.kernel_estimation import (EstimationSettings, _estimate_on, _r_map, _refine, _scales, estimate_kernel,
+from lmfn_cli.kernel_estimation import (EstimationSettings, _crop, _estimate_on, _r_map, _refine, _scales, _toeplitz,
+                                        estimate_kernel,
                                         kernel_agreement, luminance, textured_regions)
 from lmfn_cli.kernel_files import kernel_path_for, read_kernel, write_kernel
 from lmfn_cli.kernel_method import KernelOptions, deblur_by_kernel, restore_with_method
@@ -245,6 +246,25 @@ def test_tv_deconvolution_gains_with_the_true_kernel():
     assert psnr(deconvolve(blurry, k, method="tv", prior=1.5e-3), sharp) > psnr(blurry, sharp) + 4
     with pytest.raises(ValueError, match="wiener or tv"):
         deconvolve(blurry, k, method="lucy")
+
+
+def test_kernel_normal_equations_matrix_is_the_fft_operator():
+    # the dense matrix of the kernel solve must be the same operator as the FFT form it replaced
+    from lmfn_cli.deconvolution import otf
+    rng = np.random.default_rng(3)
+    shape, size = (40, 37), 7
+    m = torch.fft.rfft2(torch.from_numpy(rng.normal(size=shape))).abs() ** 2
+    k = torch.from_numpy(rng.normal(size=(size, size)))
+    by_fft = _crop(m * otf(k, shape), shape, size)
+    by_matrix = (_toeplitz(m, shape, size) @ k.reshape(-1)).reshape(size, size)
+    assert torch.allclose(by_matrix, by_fft, atol=1e-9 * float(by_fft.abs().max()))
+
+
+def test_gradient_adjoint_is_the_adjoint_of_the_gradient():
+    rng = np.random.default_rng(4)
+    x, vx, vy = (torch.from_numpy(rng.normal(size=(9, 11))) for _ in range(3))
+    gx, gy = _grad(x)
+    assert float((gx * vx).sum() + (gy * vy).sum()) == pytest.approx(float((x * _grad_adjoint(vx, vy)).sum()))
 
 
 def test_estimation_of_a_sharp_photo_is_a_small_kernel_and_not_used():
