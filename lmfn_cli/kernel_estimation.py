@@ -54,7 +54,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .deconvolution import _grad, _grad_adjoint, _gradient_energy, centre_kernel, kernel_extent, normalise_kernel, otf, taper
+from .deconvolution import (_grad, _grad_adjoint, _gradient_energy, centre_kernel, kernel_extent, normalise_kernel, otf,
+                            taper)
 
 __all__ = ["EstimationSettings", "KernelEstimate", "estimate_kernel", "kernel_agreement", "textured_regions"]
 

@@ -12,12 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from lmfn_cli.cli import main
-from lmfn_cli.deconvolution import _grad, _grad_adjoint, centre_kernel, convolve, deconvolve, kernel_extent, normalise_kernel
+from lmfn_cli.deconvolution import (_grad, _grad_adjoint, centre_kernel, convolve, deconvolve, kernel_extent,
+                                    normalise_kernel, otf)
 from lmfn_cli.errors import KernelError
 from lmfn_cli.images import read_image, write_image
 from lmfn_cli.kernel_estimation import (EstimationSettings, _crop, _estimate_on, _r_map, _refine, _scales, _toeplitz,
-                                        estimate_kernel,
-                                        kernel_agreement, luminance, textured_regions)
+                                        estimate_kernel, kernel_agreement, luminance, textured_regions)
 from lmfn_cli.kernel_files import kernel_path_for, read_kernel, write_kernel
 from lmfn_cli.kernel_method import KernelOptions, deblur_by_kernel, restore_with_method
 
@@ -250,7 +250,6 @@ def test_tv_deconvolution_gains_with_the_true_kernel():
 
 def test_kernel_normal_equations_matrix_is_the_fft_operator():
     # the dense matrix of the kernel solve must be the same operator as the FFT form it replaced
-    from lmfn_cli.deconvolution import otf
     rng = np.random.default_rng(3)
     shape, size = (40, 37), 7
     m = torch.fft.rfft2(torch.from_numpy(rng.normal(size=shape))).abs() ** 2
