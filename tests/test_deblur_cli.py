@@ -221,6 +221,37 @@ def test_json_reports_each_image(runner, tree, tmp_path, tiny_weights):
     assert "missing.png" in bad["input"] and bad["error"]
 
 
+def test_what_libraries_print_to_stdout_during_a_batch_goes_to_stderr(runner, tree, tmp_path, tiny_weights, monkeypatch):
+    """Ray's driver prints its cluster's errors to stdout from a thread ("(raylet) A worker died ..."),
+    log_to_driver=False or not; stdout must still carry only the JSON lines."""
+    import threading
+
+    import lmfn_cli.engines.ray as ray_engine
+    from lmfn_cli.batch import deblur_files
+
+    raylet = "\x1b[33m(raylet)\x1b[0m A worker died or was killed while executing a task"
+
+    class Chatty:  # the local engine, plus Ray's background printing
+        def __init__(self, options, device="auto"):
+            pass
+
+        def __call__(self, model, jobs, settings, on_tile=None, on_frame=None, on_estimate=None):
+            for job, outcome in deblur_files(model, jobs, settings, on_tile, on_frame, on_estimate=on_estimate):
+                printer = threading.Thread(target=print, args=(raylet,))
+                printer.start()
+                printer.join()
+                yield job, outcome
+
+    monkeypatch.setattr(ray_engine, "RayEngine", Chatty)
+    result = run(runner, tree / "a.png", tree / "b.jpg", "-o", tmp_path / "out", "--json", "--engine", "ray",
+                 weights=tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["status"] for line in result.stdout.splitlines()] == ["ok", "ok"]
+    assert result.stderr.count("A worker died") == 2
+    plain = run(runner, tree / "a.png", "-o", tmp_path / "plain", "--engine", "ray", weights=tiny_weights)
+    assert plain.stdout.splitlines() == [str(tmp_path / "plain" / "a.png")] and "A worker died" in plain.stderr
+
+
 # --- tiling, precision, devices -----------------------------------------------------------
 
 

@@ -16,7 +16,8 @@ from ..uris import location
 from ..video import VIDEO_FORMATS, is_video
 from . import main
 from .options import (EXIT_FAILED, EXIT_NO_WEIGHTS, FolderType, EXIT_USAGE, _load, _load_with_info, command_line, engine_options, fail,
-                      html_max_images_option, kernel_options, model_run_options, protocol_options, report_option, stderr)
+                      html_max_images_option, kernel_options, model_run_options, protocol_options, report_option, results_stream,
+                      stderr)
 
 
 @main.command()
@@ -240,7 +241,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
     show = not quiet and stderr.is_terminal
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
+    with results_stream() as out, Progress(*columns, console=stderr, disable=not show, transient=True) as progress:
 
         class Events(BatchEvents):
             def planned(self, jobs, problems):
@@ -276,11 +277,11 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
         try:
             for record in batch:
                 if as_json:
-                    click.echo(json.dumps(asdict(record)))
+                    click.echo(json.dumps(asdict(record)), file=out)
                 elif record.status == "ok" and record.ssim is not None:
-                    click.echo(_score_line(record))
+                    click.echo(_score_line(record), file=out)
                 elif record.status == "ok":
-                    click.echo(one_line(record.output))
+                    click.echo(one_line(record.output), file=out)
         except NothingToDoError as exc:
             raise fail(str(exc), EXIT_FAILED) from None
         except LMFNError as exc:  # ambiguous pairing (ConfigError), a report that cannot be written
@@ -290,7 +291,7 @@ def _deblur_batch(inputs: list[str], out_dir: Path, options, weights: Path | Non
     if summary.scores and summary.scores["images"] and not as_json:
         mean = summary.scores
         psnr = "inf" if mean["psnr"] is None else f"{mean['psnr']:.2f}"
-        click.echo(f"mean ({mean['images']} images)\t{psnr}\t{mean['ssim']:.4f}")
+        click.echo(f"mean ({mean['images']} images)\t{psnr}\t{mean['ssim']:.4f}", file=out)
     if not quiet or summary.failed:
         skipped = f", {summary.skipped} skipped (exist already)" if summary.skipped else ""
         click.echo(f"lmfn: {summary.ok} deblurred{skipped}, {summary.failed} failed in {summary.seconds:.1f} s", err=True)

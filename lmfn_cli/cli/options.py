@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,20 @@ stderr = Console(stderr=True)
 def fail(message: str, code: int) -> "click.exceptions.Exit":
     click.echo(f"lmfn: error: {message}", err=True)
     return click.exceptions.Exit(code)
+
+
+@contextmanager
+def results_stream() -> Iterator:
+    """The stream a command's results go to (stdout), while anything else that writes to
+    ``sys.stdout`` meanwhile goes to stderr instead. Libraries print there: Ray's driver prints
+    its cluster's error messages (``(raylet) A worker died ...``) to stdout from a background
+    thread even with ``log_to_driver=False``, which would break ``--json`` lines in a pipeline."""
+    out = sys.stdout
+    previous, sys.stdout = sys.stdout, sys.stderr
+    try:
+        yield out
+    finally:
+        sys.stdout = previous
 
 
 # --- shared option groups, written once --------------------------------------------------
