@@ -1,4 +1,4 @@
-"""lmfn_cli.gpu_synth (batched blur synthesis in torch) and benchmarks/gpu_train.py, on the CPU."""
+"""lmfn_cli.gpu_synth (batched blur synthesis in torch) and benchmarks/gpu_train.py (with its pack, benchmarks/gpu_pack.py), on the CPU."""
 
 import importlib.util
 import json
@@ -303,8 +303,8 @@ def test_pack_holds_the_photos_pairs_and_kernels(tiny_pack):
     sizes = {i["name"]: (i["h"], i["w"]) for i in meta["photos"]}
     assert sizes["p0.png"] == (90, 110) and sizes["big.png"] == (50, 350)
     names = [i["name"] for i in meta["photos"]]
-    assert script._decode(photos[names.index("big.png")]).shape == (50, 350, 3)
-    b, s = (script._decode(x) for x in pairs[0])
+    assert script.decode(photos[names.index("big.png")]).shape == (50, 350, 3)
+    b, s = (script.decode(x) for x in pairs[0])
     np.testing.assert_array_equal(s, natural_like(64, 64, seed=10))  # pairs are stored losslessly
     np.testing.assert_array_equal(b, np.roll(s, 2, axis=0))
     bank = gs.load_kernel_bank(tiny_pack / "pack" / "kernels.npz")
