@@ -40,7 +40,7 @@ __all__ = ["RUN_KEYS", "Recipe", "read_recipe", "parse_recipe", "recipe_toml", "
 RUN_KEYS = ("variant", "global_residual", "init", "precision")
 """Recipe keys that are run settings rather than ``TrainConfig`` fields (``variant`` is both)."""
 
-_PATH_FIELDS = ("paired", "sharp", "kernels", "val")
+_PATH_FIELDS = ("paired", "sharp", "kernels", "estimated_kernels", "val")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def parse_recipe(text: str, *, name: str = "", base_dir: Path | None = None) -> 
             continue
         value = fields[key]
         if isinstance(value, str):
-            fields[key] = resolve(value) if key in ("kernels",) else (resolve(value),)
+            fields[key] = resolve(value) if key in ("kernels", "estimated_kernels") else (resolve(value),)
         elif isinstance(value, list):
             fields[key] = tuple(resolve(str(v)) for v in value)
     if "betas" in fields:

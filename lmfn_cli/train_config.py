@@ -43,6 +43,12 @@ class TrainConfig:
     kernel method deconvolves with it before the network)."""
     kernel_perturb_prob: float = 0.8
     """``nonblind``: share of pairs deconvolved by a perturbed kernel (the rest: the true one)."""
+    estimated_kernels: str | None = None
+    """``nonblind``: a bank of (true, estimated) kernel pairs (``lmfn synth --estimated-kernels``,
+    ``synth.estimated``); ``estimated_prob`` of the blurred pairs are blurred by a pair's true
+    kernel and deconvolved by its estimate (only estimates the kernel method would use)."""
+    estimated_prob: float = 0.5
+    """``nonblind`` with ``estimated_kernels``: the share of blurred pairs taken from the bank."""
     paired: tuple[str, ...] = ()
     """Folders of pairs: ``blur/`` + ``sharp/``, or GoPro-style ``*/blur`` + ``*/sharp``."""
     sharp: tuple[str, ...] = ()
@@ -135,8 +141,10 @@ class TrainConfig:
             raise TrainError(f"task must be blind or nonblind, got {self.task!r}")
         if self.task == "nonblind" and (self.paired or not self.sharp):
             raise TrainError("task nonblind trains on sharp photos (sharp = [...]) only, no paired folders")
-        if self.nonblind_prior <= 0 or not 0 <= self.kernel_perturb_prob <= 1:
-            raise TrainError("nonblind_prior must be > 0 and kernel_perturb_prob in [0, 1]")
+        if self.nonblind_prior <= 0 or not 0 <= self.kernel_perturb_prob <= 1 or not 0 <= self.estimated_prob <= 1:
+            raise TrainError("nonblind_prior must be > 0, kernel_perturb_prob and estimated_prob in [0, 1]")
+        if self.estimated_kernels and self.task != "nonblind":
+            raise TrainError("estimated_kernels is for task nonblind")
         if self.kernel_split not in ("train", "all"):
             raise TrainError(f"kernel_split must be train or all, got {self.kernel_split!r}")
         if self.schedule not in ("step", "cosine", "constant"):

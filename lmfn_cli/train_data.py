@@ -14,12 +14,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import LMFNError
 from .images import IMAGE_EXTENSIONS, read_image
 from .train_config import TrainConfig, TrainError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["find_pairs", "nonblind_config", "PairedImages", "BatchSource", "synth_config", "build_batches", "load_val_set", "load_val_sets"]
+__all__ = ["find_pairs", "load_sharp_photos", "nonblind_config", "PairedImages", "BatchSource", "synth_config", "build_batches", "load_val_set", "load_val_sets"]
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
@@ -147,6 +148,11 @@ class BatchSource(Dataset):
         return stack(0), stack(1)
 
 
+def load_sharp_photos(paths: list[Path]) -> list[np.ndarray]:
+    """The photos at ``paths`` as (H,W,3) uint8 RGB arrays (16-bit scaled, gray repeated, alpha dropped)."""
+    return [_rgb8(Path(p)) for p in paths]
+
+
 def _load_sharp_folder(folder: str) -> list[np.ndarray]:
     paths = [p for p in sorted(Path(folder).rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS]
     if not paths:
@@ -172,7 +178,7 @@ def nonblind_config(cfg: TrainConfig):
 
     return NonblindConfig(prior=cfg.nonblind_prior, perturb_prob=cfg.kernel_perturb_prob,
                           srgb_blur_prob=cfg.srgb_blur_prob, noise_prob=cfg.noise_prob,
-                          jpeg_prob=cfg.jpeg_prob, delta_prob=cfg.w_none)
+                          jpeg_prob=cfg.jpeg_prob, delta_prob=cfg.w_none, estimated_prob=cfg.estimated_prob)
 
 
 def build_batches(cfg: TrainConfig) -> BatchSource:
@@ -188,11 +194,20 @@ def build_batches(cfg: TrainConfig) -> BatchSource:
             from .synth.nonblind import nonblind_pair
 
             nb_cfg = nonblind_config(cfg)
+            estimated = None
+            if cfg.estimated_kernels:
+                from .synth.estimated import EstimatedKernels
+
+                try:
+                    estimated = EstimatedKernels.load(cfg.estimated_kernels).usable()
+                except LMFNError as exc:
+                    raise TrainError(str(exc)) from None
+                log.info("estimated kernels: %d usable pairs from %s", len(estimated), cfg.estimated_kernels)
 
             def synth_fn(img: np.ndarray, rng: np.random.Generator):
                 # the sample crops 16 px off each side itself: deconvolve the whole crop, keep all.
                 # Gyro blur is sized for a 640 px photo (the crop does not know its photo's size).
-                return nonblind_pair(img, rng, nb_cfg, bank, margin=0, full_side=640)
+                return nonblind_pair(img, rng, nb_cfg, bank, margin=0, full_side=640, estimated=estimated)
         else:
             synth_cfg = synth_config(cfg)
 

@@ -82,6 +82,110 @@ def test_nonblind_training_exports_a_stage_the_kernel_method_loads(tmp_path):
     assert load_nonblind(path) is stage  # loaded once per process
 
 
+# ---- kernels as the estimator returns them ----------------------------------------------------
+
+FAST = dict(kernel_size=9, region=48, iterations=2, refine_rounds=1, check=False)
+
+
+def _photos(n: int = 3, side: int = 64) -> list[np.ndarray]:
+    return [natural_like(side, side + 8 * i, seed=20 + i) for i in range(n)]
+
+
+def test_estimated_kernel_bank_builds_resumes_and_loads(tmp_path):
+    from lmfn_cli.errors import KernelError
+    from lmfn_cli.kernel_estimation import EstimationSettings
+    from lmfn_cli.synth.estimated import EstimatedKernels, build_estimated_kernels
+
+    settings = EstimationSettings(**FAST)
+    path = tmp_path / "bank.npz"
+    first = build_estimated_kernels(_photos(), path, 3, seed=5, settings=settings, crop=48, save_every=2)
+    assert len(first) == 3 and first.true.shape == first.estimated.shape == (3, 9, 9)
+    for t, e in zip(first.true, first.estimated):
+        assert t.min() >= 0 and e.min() >= 0 and t.sum() == pytest.approx(1, abs=1e-5)
+        assert e.sum() == pytest.approx(1, abs=1e-5) and t.max() < 1  # never a delta
+    seen = []
+    resumed = build_estimated_kernels(_photos(), path, 5, seed=5, settings=settings, crop=48,
+                                      on_progress=lambda d, t: seen.append(d))
+    assert seen == [4, 5]  # the three it had were not estimated again
+    fresh = build_estimated_kernels(_photos(), tmp_path / "fresh.npz", 5, seed=5, settings=settings, crop=48)
+    np.testing.assert_array_equal(resumed.estimated, fresh.estimated)  # pair i depends on (seed, i) only
+    loaded = EstimatedKernels.load(path)
+    np.testing.assert_array_equal(loaded.true, fresh.true)
+    np.testing.assert_array_equal(loaded.extent, fresh.extent)
+    assert len(loaded.usable(min_extent=0)) == 5 and len(loaded.usable(min_extent=1e9)) == 0
+    (tmp_path / "other.npz").write_bytes(b"not a bank")
+    for bad in (tmp_path / "other.npz", tmp_path / "missing.npz"):
+        with pytest.raises(KernelError, match=bad.name):
+            EstimatedKernels.load(bad)
+    np.savez(tmp_path / "plain.npz", true=np.zeros((1, 3, 3)))
+    with pytest.raises(KernelError, match="not an estimated-kernel bank"):
+        EstimatedKernels.load(tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="at least 48 px"):
+        build_estimated_kernels([natural_like(40, 40, seed=1)], tmp_path / "x.npz", 1, seed=0, settings=settings, crop=48)
+
+
+def test_nonblind_pair_blurs_by_the_true_kernel_and_deconvolves_by_the_estimate():
+    from lmfn_cli.synth.blur import blur_with_kernel
+    from lmfn_cli.synth.estimated import EstimatedKernels
+
+    true = line_kernel(9, 0.3, 15).astype(np.float32)
+    true[7, 9] += 0.2  # no symmetry: each of the 8 orientations is a different array
+    true /= true.sum()
+    est = line_kernel(7, 0.5, 15).astype(np.float32)
+    bank = EstimatedKernels(true[None], est[None], np.array([3.0], np.float32))
+    cfg = NonblindConfig(delta_prob=0.0, estimated_prob=1.0, perturb_prob=1.0, srgb_blur_prob=1.0, noise_prob=0.0,
+                         jpeg_prob=0.0, kernel_size=15)
+    sharp = natural_like(64, 64, seed=4).astype(np.float32) / 255
+    for seed in range(4):
+        deconvolved, _, kernel = nonblind_pair(sharp, np.random.default_rng(seed), cfg, None, margin=8, estimated=bank)
+        turns = [(r, f) for r in range(4) for f in (False, True)
+                 if np.array_equal(kernel, _orient(true, r, f))]
+        assert len(turns) == 1  # the bank's true kernel, turned or flipped
+        blurred = np.rint(np.clip(blur_with_kernel(sharp, kernel), 0, 1) * 255) / 255
+        expected = deconvolve(blurred, _orient(est, *turns[0]), prior=cfg.prior, method="wiener")[8:-8, 8:-8]
+        np.testing.assert_allclose(deconvolved, expected, atol=1e-5)  # by the estimate, not a perturbation
+    delta = nonblind_pair(sharp, np.random.default_rng(0), dataclasses.replace(cfg, delta_prob=1.0), None,
+                          margin=8, estimated=bank)[2]
+    assert delta.max() == pytest.approx(1.0)  # an unblurred pair stays unblurred
+
+
+def _orient(k: np.ndarray, turns: int, flip: bool) -> np.ndarray:
+    k = np.rot90(k, turns)
+    return np.ascontiguousarray(k[:, ::-1] if flip else k)
+
+
+def test_nonblind_training_takes_a_bank_of_estimated_kernels(tmp_path):
+    from lmfn_cli.kernel_estimation import EstimationSettings
+    from lmfn_cli.synth.estimated import build_estimated_kernels
+
+    with pytest.raises(TrainError, match="estimated_kernels is for task nonblind"):
+        TrainConfig(model=TINY, sharp=("x",), estimated_kernels="bank.npz")
+    with pytest.raises(TrainError, match="estimated_prob"):
+        TrainConfig(model=TINY, sharp=("x",), task="nonblind", estimated_prob=1.5)
+    for i in range(2):
+        write_image(tmp_path / "sharp" / f"{i}.png", natural_like(80, 80, seed=i))
+    build_estimated_kernels(_photos(2), tmp_path / "bank.npz", 2, seed=1,
+                            settings=EstimationSettings(**{**FAST, "kernel_size": 31, "region": 64}), crop=64)
+    cfg = TrainConfig(model=TINY, sharp=(str(tmp_path / "sharp"),), task="nonblind", steps=2, batch=2, patch=32,
+                      val_every=2, log_every=1, estimated_kernels=str(tmp_path / "bank.npz"), estimated_prob=1.0)
+    train(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    missing = dataclasses.replace(cfg, estimated_kernels=str(tmp_path / "none.npz"))
+    with pytest.raises(TrainError, match="none.npz: no such file"):
+        train(missing, tmp_path / "run2")
+
+
+def test_synth_estimated_kernels_command(tmp_path):
+    write_image(tmp_path / "photos" / "a.png", natural_like(256, 300, seed=3))
+    res = CliRunner().invoke(main, ["synth", str(tmp_path / "photos"), "-o", str(tmp_path / "banks"), "--seed", "2",
+                                    "--estimated-kernels", "1"])
+    assert res.exit_code == 0, res.output
+    assert "1 kernel pairs" in res.stdout and (tmp_path / "banks" / "estimated-kernels.npz").exists()
+    small = CliRunner().invoke(main, ["synth", str(tmp_path / "banks"), "-o", str(tmp_path / "b2"), "--seed", "2",
+                                      "--estimated-kernels", "1"])
+    assert small.exit_code == 2 and "at least 256 px" in small.output  # no photo big enough (none at all)
+
+
 # ---- loading and running the stage -------------------------------------------------------------
 
 def _identity_stage(tmp_path, prior: float = 5e-3):

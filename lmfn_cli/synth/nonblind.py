@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +34,10 @@ from .kernels import random_kernel
 from .motion import _gyro_kernel
 from .pairs import KernelBank
 
-__all__ = ["NonblindConfig", "perturb_kernel", "nonblind_kernel", "nonblind_pair"]
+if TYPE_CHECKING:
+    from .estimated import EstimatedKernels
+
+__all__ = ["NonblindConfig", "perturb_kernel", "nonblind_kernel", "degrade", "nonblind_pair"]
 
 KERNEL_SIZE = 31
 """Side of the kernels (the estimator's default `EstimationSettings.kernel_size`)."""
@@ -43,7 +47,8 @@ KERNEL_SIZE = 31
 class NonblindConfig:
     """How `nonblind_pair` degrades: Wiener ``prior``, share of kernels perturbed, blur in
     sRGB values, noise (Gaussian in sRGB values, sigma up to ``max_noise`` levels of 255), JPEG,
-    and unblurred pairs (a delta kernel: a sharp photo deconvolved by a small wrong kernel)."""
+    and unblurred pairs (a delta kernel: a sharp photo deconvolved by a small wrong kernel);
+    ``estimated_prob``: with a bank of estimated kernels, the share of blurred pairs taken from it."""
 
     prior: float = 5e-3
     perturb_prob: float = 0.8
@@ -53,6 +58,7 @@ class NonblindConfig:
     jpeg_prob: float = 0.3
     delta_prob: float = 0.05
     kernel_size: int = KERNEL_SIZE
+    estimated_prob: float = 0.5
 
 
 def _as_torch(kernel: np.ndarray) -> torch.Tensor:
@@ -145,13 +151,10 @@ def nonblind_kernel(rng: np.random.Generator, cfg: NonblindConfig, bank: KernelB
     return centre_kernel(_pad_to(k, size)).numpy().astype(np.float32)
 
 
-def nonblind_pair(sharp: np.ndarray, rng: np.random.Generator, cfg: NonblindConfig, bank: KernelBank | None = None,
-                  *, margin: int = 16, full_side: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A (deconvolved, sharp) training pair from ``sharp`` ((H,W,3) float32 sRGB in [0,1], a
-    crop with ``margin`` px of real pixels on every side), and the kernel it was blurred with.
-    Returns float32 (H-2m, W-2m, 3) arrays in [0,1] and the (k,k) kernel."""
-    sharp = np.asarray(sharp, dtype=np.float32)
-    kernel = nonblind_kernel(rng, cfg, bank, full_side or max(sharp.shape[:2]))
+def degrade(sharp: np.ndarray, kernel: np.ndarray, rng: np.random.Generator, cfg: NonblindConfig) -> np.ndarray:
+    """``sharp`` ((H,W,3) float32 sRGB in [0,1]) blurred by ``kernel`` in linear light (or, a
+    ``cfg.srgb_blur_prob`` share, in sRGB values), with noise, rounded to 8 bits, sometimes JPEG:
+    (H,W,3) float32 in [0,1]."""
     if rng.random() < cfg.srgb_blur_prob:
         blurred = blur_with_kernel(sharp, kernel)
     else:
@@ -162,7 +165,26 @@ def nonblind_pair(sharp: np.ndarray, rng: np.random.Generator, cfg: NonblindConf
     blurred = np.rint(np.clip(blurred, 0, 1) * 255) / 255
     if rng.random() < cfg.jpeg_prob:
         blurred = jpeg_roundtrip(blurred, int(rng.integers(70, 96)))
-    used = perturb_kernel(kernel, rng) if rng.random() < cfg.perturb_prob else kernel
+    return blurred
+
+
+def nonblind_pair(sharp: np.ndarray, rng: np.random.Generator, cfg: NonblindConfig, bank: KernelBank | None = None,
+                  *, margin: int = 16, full_side: int | None = None,
+                  estimated: EstimatedKernels | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A (deconvolved, sharp) training pair from ``sharp`` ((H,W,3) float32 sRGB in [0,1], a
+    crop with ``margin`` px of real pixels on every side), and the kernel it was blurred with.
+    With ``estimated`` (a bank of what the estimator returned for known kernels), a
+    ``cfg.estimated_prob`` share of the blurred pairs is blurred by a bank pair's true kernel and
+    deconvolved by its estimate, instead of a drawn kernel and its perturbation.
+    Returns float32 (H-2m, W-2m, 3) arrays in [0,1] and the (k,k) kernel."""
+    sharp = np.asarray(sharp, dtype=np.float32)
+    kernel = nonblind_kernel(rng, cfg, bank, full_side or max(sharp.shape[:2]))
+    used = None
+    if estimated is not None and len(estimated) and kernel.max() < 1 and rng.random() < cfg.estimated_prob:  # not a delta
+        kernel, used = estimated.draw(rng, cfg.kernel_size)
+    blurred = degrade(sharp, kernel, rng, cfg)
+    if used is None:
+        used = perturb_kernel(kernel, rng) if rng.random() < cfg.perturb_prob else kernel
     deconvolved = deconvolve(blurred, used, prior=cfg.prior, method="wiener")
     h, w = sharp.shape[:2]
     inner = (slice(margin, h - margin), slice(margin, w - margin))
