@@ -6,6 +6,7 @@
     python benchmarks/kernel_method.py --gopro-train 12 --region 384   # real blur of a training scene
     python benchmarks/kernel_method.py --sharp 5       # what each method does with 20 sharp training photos
     python benchmarks/kernel_method.py --deconvolution network tv   # both, on the same estimates
+    python benchmarks/kernel_method.py --nonblind-weights lmfn-nonblind-v1 run/ema.safetensors  # two stages
 
 Rows (the validation photos' 256 px centre crops, as `benchmarks/validation.py` makes them):
 ``lines-srgb-L`` and ``lines-linear-L`` (the yardstick's own pairs, `yardstick.make_pair`), and
@@ -135,6 +136,14 @@ def study_rows(photos: list[np.ndarray]) -> dict:
             "shake-gyro04": lambda: shake_pairs(photos, "gyro", 256)}
 
 
+def label(options: KernelOptions) -> str:
+    """The deconvolution's name in the table: ``tv``, ``wiener``, ``network`` (the default
+    weights) or ``network (NAME)`` (other non-blind weights)."""
+    if options.deconvolution != "network" or options.nonblind == KernelOptions().nonblind:
+        return options.deconvolution
+    return f"network ({Path(options.nonblind).stem})"
+
+
 def deconvolve_by(blurry: np.ndarray, kernel: np.ndarray, model, options: KernelOptions) -> np.ndarray:
     """``blurry`` deconvolved by ``kernel`` the way ``options.deconvolution`` does it."""
     if options.deconvolution == "network":
@@ -183,10 +192,10 @@ def run_row(name: str, pairs, model, variants: list[KernelOptions], *, identity:
                 ratios[v].append(aligned_sse(by_est, sharp, shift) / max(aligned_sse(true_out, sharp, shift), 1e-12))
     rows = []
     for v, options in enumerate(variants):
-        rows.append({"name": name, "images": len(pairs), "deconvolution": options.deconvolution,
+        rows.append({"name": name, "images": len(pairs), "deconvolution": label(options),
                      **{k: float(np.mean(x)) if x else float("nan") for k, x in sums[v].items()},
                      "used": used, "unchanged": unchanged, "ratios": ratios[v], "seconds": seconds[v] / max(1, len(pairs))})
-        print(f"{name} ({options.deconvolution}): {len(pairs)} images, estimation + deconvolution "
+        print(f"{name} ({label(options)}): {len(pairs)} images, estimation + deconvolution "
               f"{rows[-1]['seconds']:.1f} s each", file=sys.stderr, flush=True)
     return rows
 
@@ -238,7 +247,9 @@ def main() -> None:
                     help="val: the validation photos (the table); train: BSDS500 training photos (to choose settings on)")
     ap.add_argument("--deconvolution", choices=list(DECONVOLUTIONS), nargs="+", default=None,
                     help="one or more (each gets its rows, on the same estimates); default: KernelOptions'")
-    ap.add_argument("--nonblind-weights", default=None, help="--deconvolution network's weights (default: KernelOptions')")
+    ap.add_argument("--nonblind-weights", nargs="+", default=None,
+                    help="--deconvolution network's weights, one or more (each gets its rows, on the same estimates; "
+                         "default: KernelOptions')")
     ap.add_argument("--prior", type=float, default=None, help="default: KernelOptions'")
     ap.add_argument("--min-extent", type=float, default=None, help="default: EstimationSettings'")
     ap.add_argument("--kernel-size", type=int, default=None, help="the estimation window (default: EstimationSettings')")
@@ -254,11 +265,13 @@ def main() -> None:
                                     **({"kernel_size": args.kernel_size} if args.kernel_size is not None else {}),
                                     **({"region": args.region} if args.region is not None else {}))
     variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
-                              nonblind=args.nonblind_weights or base.nonblind, fallback=args.fallback or base.fallback)
-                for d in (args.deconvolution or [base.deconvolution])]
+                              nonblind=w, fallback=args.fallback or base.fallback)
+                for d in (args.deconvolution or [base.deconvolution])
+                for w in (args.nonblind_weights or [base.nonblind] if d == "network" else [base.nonblind])]
     options = variants[0]
-    print(f"settings: deconvolution {', '.join(v.deconvolution for v in variants)}, prior {options.prior:g} (tv, wiener), "
-          f"non-blind weights {options.nonblind} (network), min extent {estimation.min_extent:g} px, kernel size {estimation.kernel_size}, "
+    print(f"settings: deconvolution {', '.join(label(v) for v in variants)}, prior {options.prior:g} (tv, wiener), "
+          f"non-blind weights {', '.join(args.nonblind_weights or [base.nonblind])} (network), "
+          f"min extent {estimation.min_extent:g} px, kernel size {estimation.kernel_size}, "
           f"region {estimation.region}, "
           f"fallback {options.fallback}, photos: {args.photo_set}")
     if args.photo_set == "val":
@@ -268,7 +281,7 @@ def main() -> None:
         photos = [ys._photo_u8(p) for p in files]
     for v in variants:
         seconds, why = time_megapixel(model, v, photos[0])
-        print(f"--method kernel --deconvolution {v.deconvolution} on a 1000x1000 photo (15 px line blur): "
+        print(f"--method kernel --deconvolution {label(v)} on a 1000x1000 photo (15 px line blur): "
               f"{seconds:.1f} s ({why}), {torch.get_num_threads()} threads")
     if args.time_only:
         return
