@@ -51,9 +51,12 @@ class EstimatedKernels:
     def __len__(self) -> int:
         return len(self.true)
 
-    def usable(self, min_extent: float = 2.5) -> EstimatedKernels:
-        """The pairs whose estimate the kernel method would deconvolve by (extent >= ``min_extent``)."""
-        keep = self.extent >= min_extent
+    def usable(self, min_extent: float | None = None) -> EstimatedKernels:
+        """The pairs whose estimate the kernel method would deconvolve by: extent at least
+        ``min_extent`` (default: `EstimationSettings.min_extent`; smaller ones look sharp)."""
+        from ..kernel_estimation import EstimationSettings
+
+        keep = self.extent >= (EstimationSettings().min_extent if min_extent is None else min_extent)
         return EstimatedKernels(self.true[keep], self.estimated[keep], self.extent[keep])
 
     def draw(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
