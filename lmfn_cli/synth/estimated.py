@@ -29,7 +29,7 @@ import numpy as np
 from ..deconvolution import centre_kernel
 from ..errors import KernelError
 from ..files import atomic_path
-from .nonblind import NonblindConfig, degrade, nonblind_kernel
+from .nonblind import NonblindConfig, _pad_to, degrade, nonblind_kernel
 from .pairs import KernelBank
 
 __all__ = ["EstimatedKernels", "estimated_kernel_pair", "build_estimated_kernels"]
@@ -67,9 +67,7 @@ class EstimatedKernels:
 
         def orient(k: np.ndarray) -> np.ndarray:
             k = np.rot90(k, turns)
-            k = k[:, ::-1] if flip else k
-            pad = max(0, (size - k.shape[0]) // 2)
-            return np.ascontiguousarray(np.pad(k, pad), dtype=np.float32)
+            return np.ascontiguousarray(_pad_to(k[:, ::-1] if flip else k, size))
 
         return orient(self.true[i]), orient(self.estimated[i])
 
