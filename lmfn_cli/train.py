@@ -42,6 +42,7 @@ from .files import atomic_path
 from .metrics import psnr, ssim
 from .model import LMFN
 from .precision import precision_name
+from .revive import revive
 from .train_config import TrainConfig, TrainError, learning_rate
 from .train_data import BatchSource, PairedImages, build_batches, find_pairs, load_val_set, load_val_sets
 from .weights import read_weights, save_weights
@@ -278,19 +279,26 @@ def build_model_and_optimizer(
         if init_cfg != cfg.model:
             raise TrainError(f"{init_weights}: its model config differs from this run's")
         model.load_state_dict(weights)
+        if cfg.revive:
+            revive(model, seed=cfg.seed)
     decay, no_decay = [], []
     for p in model.parameters():
         # The attention scales theta/alpha start at 0: weight decay would pin them there.
         (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
+    # Decoupled weight decay: Adam's coupled L2 term outweighed the decoder's tiny gradients and
+    # zeroed its inner weights in a few hundred steps (`revive`'s docstring).
     optimizer = torch.optim.Adam(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
         betas=cfg.betas,
+        decoupled_weight_decay=True,
     )
     state = RunState()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        for group in optimizer.param_groups:  # checkpoints from before 2026-12-07 say coupled
+            group["decoupled_weight_decay"] = True
         state = RunState(ckpt["step"], ckpt.get("elapsed", 0.0), ckpt.get("best", {}))
     return model, optimizer, state
 

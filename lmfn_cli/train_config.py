@@ -98,6 +98,14 @@ class TrainConfig:
     lr: float = 1e-4
     min_lr: float = 1e-6
     weight_decay: float = 1e-4
+    """Decoupled (AdamW): each step multiplies the weights by (1 - lr * weight_decay). Until
+    2026-12-07 it was Adam's coupled L2 term, which drove the decoder's inner weights to zero
+    (`revive`)."""
+    revive: bool = True
+    """With ``--init``: re-initialise the starting weights' dead units (`revive.revive`: output
+    channels that are exactly zero, left so by the old coupled weight decay) without changing
+    the network's output, so that training can use them again. Recipes made before it say
+    ``revive = false``, which is how they were run."""
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["step", "cosine", "constant"] = "step"
     step_size: int = 500_000
