@@ -14,7 +14,7 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 # lmfn_cli.weights.REGISTRY's default entry and kernel_method.NONBLIND_NAME's
-BUNDLED_WEIGHTS = ("lmfn-synthblur-v2.safetensors", "lmfn-nonblind-v1.safetensors")
+BUNDLED_WEIGHTS = ("lmfn-synthblur-v2.safetensors", "lmfn-nonblind-v2.safetensors")
 
 
 class BuildPyWithWeights(build_py):

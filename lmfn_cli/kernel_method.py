@@ -31,7 +31,7 @@ The deconvolution (`KernelOptions.deconvolution`) is one of:
   training photos against TV's +7.2, and lost least where the estimate was wrong;
   ``benchmarks/results/kernel_method-train6-network-vs-tv.md``): a Wiener filter (`deconvolution.deconvolve` ``method="wiener"``) of the weight the
   non-blind network was trained with, then that network (`NonblindStage`, weights
-  ``lmfn-nonblind-v1`` by default: LMFN trained by ``task = "nonblind"`` to remove the filter's
+  ``lmfn-nonblind-v2`` by default: LMFN trained by ``task = "nonblind"`` to remove the filter's
   ringing and noise and the errors of a slightly wrong kernel, `synth.nonblind`);
 - ``tv``: total variation of weight `TV_PRIOR`, which rings less than a Wiener filter when the
   kernel is a little wrong;
@@ -68,7 +68,7 @@ FALLBACKS = ("input", "blind")
 """What ``--method kernel|auto`` returns where it does not use a kernel: the photo unchanged, or
 the blind network's result."""
 DECONVOLUTIONS = ("network", "tv", "wiener")
-NONBLIND_NAME = "lmfn-nonblind-v1"
+NONBLIND_NAME = "lmfn-nonblind-v2"
 """The registry name of the default non-blind stage (``--deconvolution network``)."""
 TV_PRIOR = 1.5e-3
 """Weight of the total-variation prior of the kernel method's deconvolution, chosen with the

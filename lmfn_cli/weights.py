@@ -188,6 +188,19 @@ REGISTRY: dict[str, WeightsEntry] = {
             description="lmfn-residual, fp16: the kernel method's non-blind stage (--deconvolution network); takes "
             "a Wiener deconvolution, not a blurry photo (task=nonblind in its metadata)",
         ),
+        WeightsEntry(
+            name="lmfn-nonblind-v2",
+            filename="lmfn-nonblind-v2.safetensors",
+            sha256="5d3ca998340bf2ca6e823c66138d81920cb1c73e8ce112102156545017b03a86",
+            size=2_513_480,
+            licence="research only: trained on photos licensed for non-commercial research (BSDS500)",
+            training_data="lmfn-nonblind-v1 continued for 30,000 steps on a 2-core CPU (issue 29, "
+            "recipes/lmfn-nonblind-v2.toml): the same pairs, half of them blurred in sRGB values; "
+            "the moving average at the last step",
+            config=LMFNConfig(global_residual=True),
+            description="lmfn-residual, fp16: the kernel method's default non-blind stage (--deconvolution "
+            "network), v1 trained further; takes a Wiener deconvolution, not a blurry photo",
+        ),
     )
 }
 DEFAULT_NAME = "lmfn-synthblur-v2"

@@ -228,7 +228,7 @@ def kernel_options(f):
     f = click.option("--fallback", type=click.Choice(["input", "blind"]), default="input", show_default=True,
                      help="What --method kernel|auto returns where it uses no kernel: the photo unchanged (input) "
                           "or the blind network's result.")(f)
-    f = click.option("--nonblind-weights", default="lmfn-nonblind-v1", show_default=True, metavar="NAME|FILE",
+    f = click.option("--nonblind-weights", default="lmfn-nonblind-v2", show_default=True, metavar="NAME|FILE",
                      help="--deconvolution network's weights: a registry name or a file exported from a "
                           "task = \"nonblind\" run.")(f)
     f = click.option("--deconvolution", type=click.Choice(["network", "tv", "wiener"]), default="network",
