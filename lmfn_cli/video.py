@@ -123,7 +123,10 @@ def output_pix_fmt(in_fmt, supported: set[str], width: int, height: int) -> str:
 
 def _display_matrix(frame) -> list[int] | None:
     """The rotation/flip of a decoded frame as the 9 int32 of its display matrix, if any."""
-    for data in frame.side_data:
+    side = frame.side_data
+    for item in side:
+        # PyAV < 18.1.1 iterates the side data themselves; 18.1.1 iterates their types, as a mapping
+        data = item if hasattr(item, "type") else side[item]
         if getattr(data.type, "name", "") == "DISPLAYMATRIX":
             return list(struct.unpack("<9i", bytes(data)[:36]))
     return None
