@@ -65,7 +65,8 @@ from lmfn_cli import __version__, gpu_synth, synth  # noqa: E402
 from lmfn_cli.files import atomic_path  # noqa: E402
 from lmfn_cli.model import LMFN, variant_config  # noqa: E402
 from lmfn_cli.revive import revive  # noqa: E402
-from lmfn_cli.train import TrainConfig, learning_rate, load_checkpoint, loss_fn, tensors_sha256  # noqa: E402
+from lmfn_cli.train import (TrainConfig, learning_rate, load_checkpoint, load_optimizer_state, loss_fn,  # noqa: E402
+                             make_optimizer, tensors_sha256)
 from lmfn_cli.weights import read_weights, save_weights  # noqa: E402
 
 log = logging.getLogger("gpu_train")
@@ -279,17 +280,10 @@ def _run(args: argparse.Namespace, t0: float, device: torch.device, out: Path, s
         except (RuntimeError, ValueError) as exc:
             log.info("channels-last refused (%s); contiguous layout", exc)
             model.to(memory_format=torch.contiguous_format)
-    decay, no_decay = [], []
-    for p in model.parameters():  # as lmfn_cli.train: no weight decay on the 0-initialised scales
-        (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
-    optimizer = torch.optim.Adam([{"params": decay, "weight_decay": cfg.weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas,
-                                 decoupled_weight_decay=True)  # as lmfn_cli.train (lmfn_cli/revive.py says why)
+    optimizer = make_optimizer(model, cfg)
     step, elapsed_before = 0, 0.0
     if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:
-            group["decoupled_weight_decay"] = True
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         step, elapsed_before = int(ckpt["step"]), float(ckpt.get("elapsed", 0.0))
         log.info("resumed %s at step %d", args.resume, step)
         if step >= cfg.steps:

@@ -267,6 +267,30 @@ def open_run(cfg: TrainConfig | None, run_dir: Path, resume: bool, steps: int | 
     return cfg, ckpt
 
 
+def make_optimizer(model: LMFN, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam with decoupled weight decay (``cfg.weight_decay``), none on the scalar attention scales."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        # The attention scales theta/alpha start at 0: weight decay would pin them there.
+        (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
+    # Decoupled: Adam's coupled L2 term outweighed the decoder's tiny gradients and zeroed its
+    # inner weights in a few hundred steps (`revive`'s docstring).
+    return torch.optim.Adam(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=cfg.betas,
+        decoupled_weight_decay=True,
+    )
+
+
+def load_optimizer_state(optimizer: torch.optim.Adam, state: dict) -> None:
+    """Load a checkpoint's optimizer state; its weight decay stays decoupled (checkpoints from
+    before 2026-12-07 recorded coupled)."""
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["decoupled_weight_decay"] = True
+
+
 def build_model_and_optimizer(
     cfg: TrainConfig, device: torch.device, init_weights: str | Path | None, ckpt: dict | None
 ) -> tuple[LMFN, torch.optim.Adam, RunState]:
@@ -281,24 +305,11 @@ def build_model_and_optimizer(
         model.load_state_dict(weights)
         if cfg.revive:
             revive(model, seed=cfg.seed)
-    decay, no_decay = [], []
-    for p in model.parameters():
-        # The attention scales theta/alpha start at 0: weight decay would pin them there.
-        (no_decay if p.ndim == 1 and p.numel() == 1 else decay).append(p)
-    # Decoupled weight decay: Adam's coupled L2 term outweighed the decoder's tiny gradients and
-    # zeroed its inner weights in a few hundred steps (`revive`'s docstring).
-    optimizer = torch.optim.Adam(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=cfg.betas,
-        decoupled_weight_decay=True,
-    )
+    optimizer = make_optimizer(model, cfg)
     state = RunState()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        for group in optimizer.param_groups:  # checkpoints from before 2026-12-07 say coupled
-            group["decoupled_weight_decay"] = True
+        load_optimizer_state(optimizer, ckpt["optimizer"])
         state = RunState(ckpt["step"], ckpt.get("elapsed", 0.0), ckpt.get("best", {}))
     return model, optimizer, state
 
