@@ -28,11 +28,18 @@ DEFAULT_PRIOR = 2e-3
 """Weight of the gradient prior in `deconvolve` (for 8-bit photos, noise ~1/255)."""
 
 
+def _as_tensor(kernel: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """float64 tensor of a kernel; numpy views with negative strides (``np.flip``) are copied,
+    which ``torch.as_tensor`` refuses."""
+    if isinstance(kernel, torch.Tensor):
+        return kernel.to(torch.float64)
+    return torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float64))
+
+
 def normalise_kernel(kernel: np.ndarray | torch.Tensor, floor: float = 0.0) -> torch.Tensor:
     """``kernel`` made non-negative, values below ``floor`` x its peak cleared, summing to 1
     (a delta when nothing is left). Returns float64 (k,k)."""
-    k = torch.as_tensor(np.asarray(kernel, dtype=np.float64) if not isinstance(kernel, torch.Tensor) else kernel,
-                        dtype=torch.float64).clamp(min=0)
+    k = _as_tensor(kernel).clamp(min=0)
     peak = float(k.max()) if k.numel() else 0.0
     if peak <= 0 or not math.isfinite(peak):
         k = torch.zeros_like(k)
@@ -107,8 +114,7 @@ def taper(plane: torch.Tensor, kernel: torch.Tensor, margin: int) -> torch.Tenso
 
 
 def _check_kernel(kernel: np.ndarray | torch.Tensor) -> torch.Tensor:
-    k = torch.as_tensor(np.asarray(kernel, dtype=np.float64) if not isinstance(kernel, torch.Tensor) else kernel,
-                        dtype=torch.float64)
+    k = _as_tensor(kernel)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
         raise ValueError(f"a kernel must be square with an odd side, got shape {tuple(k.shape)}")
     if not bool(torch.isfinite(k).all()) or float(k.sum()) <= 0:

@@ -68,6 +68,10 @@ def test_normalise_and_centre_kernel():
     assert (ys.mean(), xs.mean()) == pytest.approx((3.0, 3.0), abs=0.5)
     assert normalise_kernel(np.zeros((3, 3))).numpy()[1, 1] == 1.0  # empty -> a delta
     assert normalise_kernel(np.array([[0.0, -1, 0], [0, 4, 0], [0, 0, 0]])).min() >= 0
+    # a view with negative strides (np.flip, k[::-1]) is taken as it is, not refused by torch
+    np.testing.assert_allclose(normalise_kernel(np.flip(k)).numpy(), np.flip(k) / 4.0)
+    img = shapes(32, 32)
+    np.testing.assert_allclose(deblur_by_kernel(img, k[::-1, ::-1]), deblur_by_kernel(img, np.flip(k).copy()))
 
 
 def test_kernel_extent_of_a_delta_and_a_line():
