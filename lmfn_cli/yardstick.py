@@ -251,6 +251,11 @@ def _centre_box(shape: tuple[int, ...], crop: int) -> tuple[int, int]:
     return (shape[0] - crop) // 2, (shape[1] - crop) // 2
 
 
+_CONV_BUDGET = 1 << 30
+"""Bytes `blur_crop`'s convolution may unfold at once (kernels up to 35 px on a 256 px crop, 21 px
+on a 640 px one, run in a single call)."""
+
+
 def blur_crop(photo: np.ndarray, crop: int, kernel: np.ndarray, mode: str) -> np.ndarray:
     """The centre ``crop`` x ``crop`` of ``photo`` blurred by ``kernel`` (a true convolution).
 
@@ -273,7 +278,11 @@ def blur_crop(photo: np.ndarray, crop: int, kernel: np.ndarray, mode: str) -> np
     src = srgb_to_linear(window) if mode == "linear" else window
     x = torch.from_numpy(np.ascontiguousarray(src.transpose(2, 0, 1)))[:, None]  # (3,1,h,w)
     w = torch.from_numpy(np.ascontiguousarray(kernel[::-1, ::-1], dtype=np.float64))[None, None]  # flipped: convolution
-    out = F.conv2d(x, w)[:, 0].numpy().transpose(1, 2, 0)
+    # float64 conv2d unfolds K^2 values per output pixel (a 59 px kernel on a 640 px crop: 34 GB),
+    # so large ones run in bands of output rows that fit the budget; small ones in one call, as before
+    rows = max(1, min(crop, _CONV_BUDGET // (8 * 3 * kh * kh * crop)))
+    out = torch.cat([F.conv2d(x[:, :, top:top + rows + 2 * r], w) for top in range(0, crop, rows)], dim=2)
+    out = out[:, 0].numpy().transpose(1, 2, 0)
     return linear_to_srgb(out) if mode == "linear" else np.clip(out, 0.0, 1.0)
 
 

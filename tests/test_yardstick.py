@@ -140,6 +140,17 @@ def test_blur_uses_the_real_pixels_around_the_crop():
     np.testing.assert_allclose(out, ref[cy:cy + 20, cx:cx + 20], atol=1e-12)
 
 
+def test_blur_of_a_large_kernel_runs_in_bands_with_the_same_result(monkeypatch):
+    # float64 conv2d unfolds K^2 values per output pixel: a large kernel runs in bands of rows
+    photo = natural_like(60, 60, seed=4)
+    k = ys.line_kernel(15, 70.0)
+    whole = ys.blur_crop(photo, 30, k, "linear")
+    monkeypatch.setattr(ys, "_CONV_BUDGET", 8 * 3 * k.shape[0] ** 2 * 30 * 7)  # bands of 7 rows, the last of 2
+    np.testing.assert_array_equal(ys.blur_crop(photo, 30, k, "linear"), whole)
+    monkeypatch.setattr(ys, "_CONV_BUDGET", 1)  # one row at a time
+    np.testing.assert_array_equal(ys.blur_crop(photo, 30, k, "linear"), whole)
+
+
 # --------------------------------------------------------------------------------------------
 # definitions and building
 # --------------------------------------------------------------------------------------------
