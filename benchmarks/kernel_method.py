@@ -253,6 +253,8 @@ def main() -> None:
     ap.add_argument("--prior", type=float, default=None, help="default: KernelOptions'")
     ap.add_argument("--min-extent", type=float, default=None, help="default: EstimationSettings'")
     ap.add_argument("--kernel-size", type=int, default=None, help="the estimation window (default: EstimationSettings')")
+    ap.add_argument("--first-kernel", action="store_true",
+                    help="use the first search's kernel, not the more compact of the check's two (prefer_compact off)")
     ap.add_argument("--fallback", choices=["input", "blind"], default=None,
                     help="what --method kernel|auto return where they use no kernel (default: KernelOptions')")
     args = ap.parse_args()
@@ -263,7 +265,8 @@ def main() -> None:
     base = KernelOptions(method="kernel")
     estimation = EstimationSettings(**({"min_extent": args.min_extent} if args.min_extent is not None else {}),
                                     **({"kernel_size": args.kernel_size} if args.kernel_size is not None else {}),
-                                    **({"region": args.region} if args.region is not None else {}))
+                                    **({"region": args.region} if args.region is not None else {}),
+                                    **({"prefer_compact": False} if args.first_kernel else {}))
     variants = [KernelOptions(method="kernel", estimation=estimation, deconvolution=d, prior=args.prior or base.prior,
                               nonblind=w, fallback=args.fallback or base.fallback)
                 for d in (args.deconvolution or [base.deconvolution])
@@ -272,7 +275,7 @@ def main() -> None:
     print(f"settings: deconvolution {', '.join(label(v) for v in variants)}, prior {options.prior:g} (tv, wiener), "
           f"non-blind weights {', '.join(args.nonblind_weights or [base.nonblind])} (network), "
           f"min extent {estimation.min_extent:g} px, kernel size {estimation.kernel_size}, "
-          f"region {estimation.region}, "
+          f"region {estimation.region}, {'compact' if estimation.prefer_compact else 'first'} kernel of two, "
           f"fallback {options.fallback}, photos: {args.photo_set}")
     if args.photo_set == "val":
         photos = [ys._photo_u8(SHARED / "data" / "eval-sharp" / p) for p in val.PHOTOS[:args.photos]]

@@ -240,7 +240,31 @@ def test_a_photo_with_room_for_one_region_is_checked_from_two_starts():
     assert not torch.equal(first, second)
     unchecked = estimate_kernel(blurry, EstimationSettings(kernel_size=15, region=128, check=False))
     assert unchecked.agreement is None and unchecked.checked is None
-    np.testing.assert_array_equal(unchecked.kernel, est.kernel)  # the first search is the same
+    first_of_two = estimate_kernel(blurry, EstimationSettings(kernel_size=15, region=128, prefer_compact=False))
+    np.testing.assert_array_equal(unchecked.kernel, first_of_two.kernel)  # the first search is the same
+
+
+@pytest.mark.parametrize("two_regions", [False, True])
+def test_the_more_compact_of_the_two_kernels_is_used(monkeypatch, two_regions):
+    # a search gone wrong finds a long spurious path; the other search's short kernel is returned,
+    # with its extent and (two regions) its square; prefer_compact=False keeps the first search's
+    import lmfn_cli.kernel_estimation as ke
+
+    long_path, short = line_kernel(13, 0.3, 15), line_kernel(3, 1.0, 15)
+    for first, second in ((long_path, short), (short, long_path)):
+        calls = iter([first, second])
+        monkeypatch.setattr(ke, "_estimate_on", lambda *a, **kw: torch.from_numpy(next(calls)))
+        image = shapes(128, 256 if two_regions else 128, seed=4)
+        est = estimate_kernel(image, EstimationSettings(kernel_size=15, region=128))
+        assert est.checked == ("regions" if two_regions else "starts")
+        np.testing.assert_allclose(est.kernel, short, atol=1e-7)
+        assert est.extent == pytest.approx(kernel_extent(short)) and est.extent < 2.5  # looks sharp: left unchanged
+        regions = textured_regions(luminance(image), 128, 2)
+        assert est.region == (regions[1 if first is long_path else 0] if two_regions else regions[0])
+        calls = iter([first, second])
+        kept = estimate_kernel(image, EstimationSettings(kernel_size=15, region=128, prefer_compact=False))
+        np.testing.assert_allclose(kept.kernel, first, atol=1e-7)
+        assert kept.agreement == pytest.approx(est.agreement)  # the check itself is the same
 
 
 def test_tv_deconvolution_gains_with_the_true_kernel():
