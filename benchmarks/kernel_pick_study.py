@@ -57,8 +57,9 @@ def rows_of(photos: list[np.ndarray]) -> dict:
 def measure(blurry: np.ndarray, sharp: np.ndarray, kernel: np.ndarray | None, model, options: KernelOptions) -> dict:
     """Both searches' kernels of ``blurry``'s one square, their extents, agreement and scores."""
     s = options.estimation
-    (t, l, side), = textured_regions(luminance(blurry / 255.0), min(s.region, *blurry.shape[:2]), 1)
-    square = luminance(blurry / 255.0)[t:t + side, l:l + side]
+    luma = luminance(blurry / 255.0)
+    (t, l, side), = textured_regions(luma, min(s.region, *luma.shape), 1)
+    square = luma[t:t + side, l:l + side]
     kernels = [_estimate_on(square, s, lambda: None, vertical=v).float().numpy() for v in (False, True)]
     shift = 0 if kernel is None else km.SHIFT
     blurry_sse = km.aligned_sse(blurry, sharp, shift)
